@@ -1,0 +1,40 @@
+"""embedforge: pretrained language model -> text embedding model, evaluated MTEB-style, served OpenAI-style.
+
+Public API (imported lazily so ``import embedforge`` and ``embedforge --help`` stay instant)::
+
+    from embedforge import load_model, save_model, evaluate
+
+Nothing in embedforge downloads from a model hub: ``HF_HUB_OFFLINE`` defaults to ``1`` (set it to
+``0`` yourself to allow hub access).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "EmbedforgeError": "embedforge.errors",
+    "DataError": "embedforge.errors",
+    "ConfigError": "embedforge.errors",
+    "load_model": "embedforge.models",
+    "save_model": "embedforge.models",
+    "resolve_model_path": "embedforge.models",
+    "evaluate": "embedforge.evaluation",
+    "load_task": "embedforge.evaluation",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'embedforge' has no attribute {name!r}")

@@ -1,0 +1,7 @@
+"""``python -m embedforge`` == ``embedforge``."""
+
+import sys
+
+from embedforge.cli import main
+
+sys.exit(main())

@@ -1,0 +1,80 @@
+"""The ``embedforge`` command line: a thin layer over the library.
+
+Each sub-command lives in its own module under ``embedforge/cli/`` with two functions,
+``add_arguments(parser)`` and ``run(args) -> int``; each ``run`` calls one public library function.
+Modules are imported only for the command being run, so ``embedforge --help`` is instant.
+
+Errors the user can fix (:class:`embedforge.errors.EmbedforgeError`) are printed on one line and
+exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# command name -> (module, one-line help). Add a command by adding a module and a row here.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "eval": ("embedforge.cli.eval", "evaluate a model on MTEB-style task directories"),
+    "models": ("embedforge.cli.models", "list the offline model presets and where they resolve"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="embedforge",
+        description="Train, evaluate and serve text embedding models (KaLM-V2 / Seed1.5 / SEA recipes).",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    lines = [f"  {name:<14} {help_}" for name, (_, help_) in COMMANDS.items()]
+    parser.epilog = "commands:\n" + "\n".join(lines) + "\n\nRun 'embedforge COMMAND --help' for a command's options."
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("command", nargs="?", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (defaults to ``sys.argv[1:]``) and return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        parser = _top_parser()
+        args, rest = parser.parse_known_args(argv)
+        if args.version:
+            from embedforge import __version__
+
+            print(__version__)  # noqa: T201
+            return 0
+        if args.command is None:
+            parser.print_help()
+            return 0
+        from embedforge.errors import did_you_mean
+
+        parser.error(f"unknown command {args.command!r}.{did_you_mean(args.command, COMMANDS)}")
+    name = argv[0]
+    module_name, help_ = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"embedforge {name}", description=help_)
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    logging.basicConfig(
+        level=logging.INFO if not getattr(args, "quiet", False) else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    from embedforge.errors import EmbedforgeError
+
+    try:
+        return int(module.run(args) or 0)
+    except EmbedforgeError as error:
+        print(f"embedforge {name}: error: {error}", file=sys.stderr)  # noqa: T201
+        return 2
+    except KeyboardInterrupt:
+        print(f"embedforge {name}: interrupted", file=sys.stderr)  # noqa: T201
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

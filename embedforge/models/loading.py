@@ -1,0 +1,90 @@
+"""Load any local model (or offline preset) as a ``SentenceTransformer``.
+
+* a SentenceTransformer folder (``modules.json``) loads as saved, prompts included;
+* a plain Hugging Face model folder (``config.json`` + weights) becomes Transformer -> Pooling ->
+  Normalize, with the pooling given (mean by default, as in all three papers).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from embedforge.errors import ConfigError
+from embedforge.models.presets import resolve_model_path
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+POOLING_MODES = ("mean", "cls", "lasttoken", "max", "weightedmean", "mean_sqrt_len_tokens")
+
+
+def load_model(
+    name_or_path: str | os.PathLike[str],
+    *,
+    device: str | None = None,
+    max_seq_length: int | None = None,
+    pooling: str | None = None,
+    normalize: bool = True,
+) -> SentenceTransformer:
+    """Load a model for encoding or training.
+
+    Args:
+        name_or_path: a local folder (SentenceTransformer or plain Hugging Face model) or an offline
+            preset name such as ``all-MiniLM-L6-v2`` (see ``embedforge models``).
+        device: torch device; ``None`` picks CUDA when available, else CPU.
+        max_seq_length: override the maximum number of tokens per text.
+        pooling: for a plain Hugging Face folder, the pooling mode (default ``mean``). Ignored,
+            with an error if it disagrees, for a SentenceTransformer folder.
+        normalize: for a plain Hugging Face folder, append an L2 ``Normalize`` module.
+
+    Returns:
+        The model, in eval mode.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_model_path(name_or_path)
+    if (path / "modules.json").is_file():
+        model = SentenceTransformer(str(path), device=device, local_files_only=True)
+    elif (path / "config.json").is_file():
+        model = build_sentence_transformer(path, pooling=pooling or "mean", normalize=normalize, device=device)
+    else:
+        raise ConfigError(
+            f"{path}: not a model folder (no modules.json or config.json); pass a SentenceTransformer "
+            "or Hugging Face model folder, or a preset name (see 'embedforge models')"
+        )
+    if max_seq_length is not None:
+        if max_seq_length <= 0:
+            raise ConfigError(f"max_seq_length must be a positive integer, got {max_seq_length}")
+        model.max_seq_length = max_seq_length
+    model.eval()
+    return model
+
+
+def build_sentence_transformer(
+    path: str | os.PathLike[str],
+    *,
+    pooling: str = "mean",
+    normalize: bool = True,
+    device: str | None = None,
+    include_prompt: bool = True,
+) -> SentenceTransformer:
+    """Wrap a plain Hugging Face model folder as Transformer -> Pooling(``pooling``) [-> Normalize]."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+    from sentence_transformers.base.modules import Normalize, Transformer
+
+    if pooling not in POOLING_MODES:
+        from embedforge.errors import did_you_mean
+
+        raise ConfigError(f"unknown pooling {pooling!r}.{did_you_mean(pooling, POOLING_MODES)}")
+    transformer = Transformer(str(Path(path)), model_kwargs={"local_files_only": True},
+                              processor_kwargs={"local_files_only": True})
+    modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling, include_prompt=include_prompt)]
+    if normalize:
+        modules.append(Normalize())
+    return SentenceTransformer(modules=modules, device=device)

@@ -1,0 +1,1 @@
+"""Small shared helpers (atomic file writes, jsonl reading with file:line errors)."""
