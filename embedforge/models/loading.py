@@ -75,15 +75,16 @@ def build_sentence_transformer(
 ) -> SentenceTransformer:
     """Wrap a plain Hugging Face model folder as Transformer -> Pooling(``pooling``) [-> Normalize]."""
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling
     from sentence_transformers.base.modules import Normalize, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
 
     if pooling not in POOLING_MODES:
         from embedforge.errors import did_you_mean
 
         raise ConfigError(f"unknown pooling {pooling!r}.{did_you_mean(pooling, POOLING_MODES)}")
-    transformer = Transformer(str(Path(path)), model_kwargs={"local_files_only": True},
-                              processor_kwargs={"local_files_only": True})
+    transformer = Transformer(
+        str(Path(path)), model_kwargs={"local_files_only": True}, processor_kwargs={"local_files_only": True}
+    )
     modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling, include_prompt=include_prompt)]
     if normalize:
         modules.append(Normalize())

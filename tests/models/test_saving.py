@@ -24,7 +24,10 @@ def test_saved_folder_uses_the_widely_read_format(tiny_model, tmp_path):
     assert pooling["word_embedding_dimension"] == 32
     assert pooling["pooling_mode_mean_tokens"] is True
     assert pooling["pooling_mode_cls_token"] is False and pooling["pooling_mode_lasttoken"] is False
-    assert json.loads((out / "sentence_bert_config.json").read_text()) == {"max_seq_length": 64, "do_lower_case": False}
+    assert json.loads((out / "sentence_bert_config.json").read_text()) == {
+        "max_seq_length": 64,
+        "do_lower_case": False,
+    }
     config = json.loads((out / "config_sentence_transformers.json").read_text())
     assert config["prompts"]["query"] == "Instruct: find\nQuery: "
 
@@ -34,9 +37,7 @@ def test_plain_sentence_transformer_reloads_identical_embeddings(tiny_model, tmp
     reloaded = SentenceTransformer(str(out))
     assert reloaded.max_seq_length == 64
     np.testing.assert_allclose(reloaded.encode(TEXTS), tiny_model.encode(TEXTS), atol=1e-6)
-    np.testing.assert_allclose(
-        reloaded.encode_query(TEXTS), tiny_model.encode(TEXTS, prompt="query: "), atol=1e-6
-    )
+    np.testing.assert_allclose(reloaded.encode_query(TEXTS), tiny_model.encode(TEXTS, prompt="query: "), atol=1e-6)
 
 
 def test_save_replaces_an_existing_folder_atomically(tiny_model, tmp_path):
