@@ -45,6 +45,7 @@ from torch import nn
 from embedforge.errors import ConfigError, did_you_mean
 from embedforge.losses.cached_infonce import CachedInfoNCELoss
 from embedforge.losses.infonce import InfoNCELoss
+from embedforge.losses.sdm import SDMLoss
 
 # registry name -> loss class (constructor: ``cls(model, **options)``)
 LOSSES: dict[str, type[nn.Module]] = {
@@ -54,6 +55,7 @@ LOSSES: dict[str, type[nn.Module]] = {
     "matryoshka": MatryoshkaLoss,
     "mnrl": MultipleNegativesRankingLoss,
     "cached_mnrl": CachedMultipleNegativesRankingLoss,
+    "sdm": SDMLoss,
 }
 
 # Options that hold another loss (a wrapper's inner loss): given as a name or a {"name": ..., **options} mapping.
@@ -131,6 +133,7 @@ __all__ = [
     "CoSENTLoss",
     "InfoNCELoss",
     "MatryoshkaLoss",
+    "SDMLoss",
     "build_loss",
     "loss_options",
     "register_loss",

@@ -13,6 +13,8 @@ from sentence_transformers.util import all_gather, all_gather_with_grad, cos_sim
 from torch import Tensor, nn
 
 from embedforge.errors import ConfigError
+from embedforge.losses._checks import check as _check
+from embedforge.losses._checks import is_number as _is_number
 from embedforge.losses.hard_negative_mixing import sample_pairwise_mixing, synthesize_hard_negatives
 
 logger = logging.getLogger(__name__)
@@ -383,15 +385,6 @@ class InfoNCELoss(nn.Module):
     @property
     def citation(self) -> str:
         return CITATION
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value == value  # rejects NaN
-
-
-def _check(ok: bool, loss: str, argument: str, value: Any, requirement: str) -> None:
-    if not ok:
-        raise ConfigError(f"{loss}: {argument}={value!r} is invalid; it must be {requirement}.")
 
 
 CITATION = """
