@@ -25,7 +25,8 @@ In YAML the last one reads::
 Where sentence-transformers already has the loss we register it instead of rewriting it: CoSENT (Seed1.5 uses
 it for STS) is ``CoSENTLoss``; Matryoshka is ``MatryoshkaLoss``, which wraps any loss here (cached ones
 included) by truncating and re-normalizing the embeddings and summing the weighted losses; ``mnrl`` and
-``cached_mnrl`` are the plain baselines.
+``cached_mnrl`` are the plain baselines. ``sdm`` is SEA's similarity-distribution distillation (teacher
+embeddings in the label column).
 """
 
 from __future__ import annotations
