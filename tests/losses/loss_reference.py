@@ -1,0 +1,111 @@
+"""Naive per-anchor reference implementations of the losses, written from the papers' formulas.
+
+Everything is a Python loop over anchors and candidates in float64 on scalar torch ops, so autograd gives
+reference gradients too. Nothing here is shared with embedforge's vectorized code.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def cos(a: Tensor, b: Tensor) -> Tensor:
+    return torch.dot(a, b) / (a.norm() * b.norm())
+
+
+def unit(v: Tensor) -> Tensor:
+    return v / v.norm()
+
+
+def pairwise_synthetic(negatives: list[Tensor], i: int, j: int, k: int, lam: float) -> Tensor:
+    """KaLM Eq. 5 for anchor i, from detached, normalized hard negatives."""
+    p_j = unit(negatives[j][i].detach())
+    p_k = unit(negatives[k][i].detach())
+    return unit(lam * p_j + (1 - lam) * p_k)
+
+
+def listwise_synthetic(anchor: Tensor, negatives: list[Tensor], i: int, valid: list[bool], t: float = 1.0) -> Tensor:
+    """KaLM Eq. 6 for anchor i: softmax over valid negatives of cos(q, p_k) / t."""
+    q = anchor.detach()
+    ks = [k for k in range(len(negatives)) if valid[k]]
+    exps = [math.exp(float(cos(q, negatives[k][i].detach())) / t) for k in ks]
+    total = sum(exps)
+    mixed = sum((e / total) * unit(negatives[k][i].detach()) for e, k in zip(exps, ks, strict=True))
+    return unit(mixed)
+
+
+def infonce_direction(
+    anchors: list[Tensor],
+    candidates: list[tuple[Tensor, int, bool]],
+    temperature: float,
+    gamma: float,
+    in_batch: bool,
+    margin: float | None,
+) -> Tensor:
+    """mean_i -w_i log p_i, candidates = (vector, owner anchor, is_positive_of_owner)."""
+    total = torch.zeros((), dtype=torch.float64)
+    for i, q in enumerate(anchors):
+        positive = next(v for v, owner, is_pos in candidates if owner == i and is_pos)
+        s_pos = cos(q, positive)
+        terms = [s_pos / temperature]
+        for vector, owner, is_pos in candidates:
+            if owner == i and is_pos:
+                continue
+            if not in_batch and owner != i:
+                continue
+            s = cos(q, vector)
+            if margin is not None and float(s.detach()) > float(s_pos.detach()) - margin:
+                continue
+            terms.append(s / temperature)
+        z = sum(torch.exp(t) for t in terms)
+        p = torch.exp(terms[0]) / z
+        weight = (1 - p) ** gamma
+        total = total - weight * torch.log(p)
+    return total / len(anchors)
+
+
+def reference_infonce(
+    embeddings: list[Tensor],
+    temperature: float = 0.05,
+    gamma: float = 0.0,
+    symmetric: bool = False,
+    in_batch: bool = True,
+    margin: float | None = None,
+    pairwise: list[list[tuple[int, int, float]]] | None = None,
+    listwise: bool = False,
+    listwise_temperature: float = 1.0,
+) -> Tensor:
+    """The InfoNCE family on per-column (B, D) float64 embeddings [anchor, positive, negative_1, ...].
+
+    ``pairwise[i]`` lists anchor i's (j, k, λ) recipes. Mixing uses only negatives passing the false-negative
+    rule, and an anchor with fewer than two such negatives gets no synthetic negative.
+    """
+    anchor_col, positive_col, *negative_cols = embeddings
+    batch = anchor_col.size(0)
+    anchors = [anchor_col[i] for i in range(batch)]
+    candidates: list[tuple[Tensor, int, bool]] = [(positive_col[j], j, True) for j in range(batch)]
+    for column in negative_cols:
+        candidates += [(column[j], j, False) for j in range(batch)]
+    for i in range(batch):
+        valid = [True] * len(negative_cols)
+        if margin is not None:
+            s_pos = float(cos(anchors[i], positive_col[i]).detach())
+            valid = [float(cos(anchors[i], col[i]).detach()) <= s_pos - margin for col in negative_cols]
+        if sum(valid) < 2:
+            continue
+        for j, k, lam in (pairwise or [[]] * batch)[i]:
+            candidates.append((pairwise_synthetic(negative_cols, i, j, k, lam), i, False))
+        if listwise:
+            candidates.append(
+                (listwise_synthetic(anchors[i], negative_cols, i, valid, listwise_temperature), i, False)
+            )
+    loss = infonce_direction(anchors, candidates, temperature, gamma, in_batch, margin)
+    if symmetric:
+        # d->q: each positive against all anchors
+        reverse = [(anchors[j], j, True) for j in range(batch)]
+        positives = [positive_col[i] for i in range(batch)]
+        loss = (loss + infonce_direction(positives, reverse, temperature, gamma, True, margin)) / 2
+    return loss
