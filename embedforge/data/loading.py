@@ -105,11 +105,14 @@ class TrainingDataInfo:
         return {name: info.loss for name, info in self.datasets.items()}
 
     def multi_dataset_batch_sampler(self, **options: Any) -> Any:
-        """A ``multi_dataset_batch_sampler=`` value that samples datasets with :attr:`weights`."""
+        """A ``multi_dataset_batch_sampler=`` value: datasets drawn with :attr:`weights`, and texts kept unique
+        within a batch exactly for the datasets trained with in-batch negatives. ``options`` go to
+        :func:`~embedforge.data.sampler.multi_dataset_batch_sampler` (e.g. ``num_batches``, ``world_size``)."""
         from embedforge.data.sampler import multi_dataset_batch_sampler  # imports sentence-transformers (~10 s)
 
         options.setdefault("weights", [self.datasets[n].weight for n in self.names])
         options.setdefault("names", self.names)
+        options.setdefault("no_duplicates", [self.datasets[n].in_batch_negatives for n in self.names])
         return multi_dataset_batch_sampler(**options)
 
     def summary(self) -> str:

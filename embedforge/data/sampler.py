@@ -3,10 +3,11 @@
 Two samplers plug into ``SentenceTransformerTrainingArguments``:
 
 * ``batch_sampler=`` :class:`LengthGroupedBatchSampler` (one per dataset): random batches with **no duplicate
-  text** inside a batch (across all text columns; a duplicate is a false in-batch negative) whose rows have
-  **similar lengths**, which cuts padding (FIELD-NOTES: ~40% of CPU training compute is padding with random
-  batches). Rows are shuffled, cut into groups of ``group_batches`` batches, sorted by length inside each
-  group and dealt into batches; the batches are then shuffled, so the order stays random *across* batches.
+  text** inside a batch (across all text columns; a duplicate is a false in-batch negative; datasets trained
+  without in-batch negatives skip the check, see ``no_duplicates``) whose rows have **similar lengths**,
+  which cuts padding (FIELD-NOTES: ~40% of CPU training compute is padding with random batches). Rows are
+  shuffled, cut into groups of ``group_batches`` batches, sorted by length inside each group and dealt into
+  batches; the batches are then shuffled, so the order stays random *across* batches.
 * ``multi_dataset_batch_sampler=`` :class:`WeightedMultiDatasetBatchSampler`: each batch comes from one
   dataset (**homogeneous**: one loss, one instruction, in-batch negatives of the same task), datasets chosen with
   probabilities proportional to size, temperature-scaled (``p_i ∝ n_i^(1/T)``) or given per dataset.
@@ -113,6 +114,12 @@ class LengthGroupedBatchSampler(DefaultBatchSampler):
             )
 
     # ---------------------------------------------------------------------------------- public
+    def set_no_duplicates(self, flag: bool) -> None:
+        """Turn the duplicate-text check on or off (before iterating)."""
+        if flag != self.no_duplicates:
+            self.no_duplicates = flag
+            self._lengths = self._row_values = None
+
     def __len__(self) -> int:
         return len(self.dataset) // self.batch_size
 
@@ -234,6 +241,10 @@ class WeightedMultiDatasetBatchSampler(MultiDatasetDefaultBatchSampler):
         names: dataset names (in ``DatasetDict`` order), for messages and weight mappings.
         num_batches: batches per epoch (before rounding to the world size).
         world_size: number of DDP processes; ``None`` reads it from ``torch.distributed`` / ``WORLD_SIZE``.
+        no_duplicates: per dataset (list or name mapping), whether its :class:`LengthGroupedBatchSampler` keeps
+            texts unique within a batch. Only losses with in-batch negatives need it (a repeated text there is a
+            false negative); :meth:`TrainingDataInfo.multi_dataset_batch_sampler` passes each dataset's
+            ``in_batch_negatives``, so small label sets (few distinct texts) still fill their batches.
     """
 
     def __init__(
@@ -248,6 +259,7 @@ class WeightedMultiDatasetBatchSampler(MultiDatasetDefaultBatchSampler):
         names: Sequence[str] | None = None,
         num_batches: int | None = None,
         world_size: int | None = None,
+        no_duplicates: Sequence[bool] | Mapping[str, bool] | None = None,
     ) -> None:
         super().__init__(dataset, batch_samplers=batch_samplers, generator=generator, seed=seed)
         sizes = [len(d) for d in dataset.datasets]
@@ -255,6 +267,9 @@ class WeightedMultiDatasetBatchSampler(MultiDatasetDefaultBatchSampler):
         if len(self.names) != len(sizes):
             raise ConfigError(f"{len(self.names)} dataset names for {len(sizes)} datasets")
         self.probabilities = sampling_probabilities(sizes, temperature, _align_weights(weights, self.names))
+        for sampler, flag in zip(batch_samplers, _align_flags(no_duplicates, self.names), strict=True):
+            if flag is not None and isinstance(sampler, LengthGroupedBatchSampler):
+                sampler.set_no_duplicates(flag)
         self.world_size = world_size or _world_size()
         for name, size, sampler in zip(self.names, sizes, batch_samplers, strict=True):
             if size < sampler.batch_size:
@@ -291,8 +306,9 @@ class WeightedMultiDatasetBatchSampler(MultiDatasetDefaultBatchSampler):
                 batches = [b for b in sampler if len(b) == sampler.batch_size]
             if not batches:
                 raise DataError(
-                    f"training dataset {self.names[index]!r} yields no full batch of {sampler.batch_size} rows",
-                    hint="lower the batch size",
+                    f"training dataset {self.names[index]!r} yields no full batch of {sampler.batch_size} rows "
+                    "without repeating a text inside the batch",
+                    hint="lower the batch size, or turn off no_duplicates for this dataset",
                 )
             yield from batches
             pass_index += 1
@@ -318,6 +334,7 @@ def multi_dataset_batch_sampler(
     names: Sequence[str] | None = None,
     num_batches: int | None = None,
     world_size: int | None = None,
+    no_duplicates: Sequence[bool] | Mapping[str, bool] | None = None,
 ) -> Callable[..., WeightedMultiDatasetBatchSampler]:
     """A ``multi_dataset_batch_sampler=`` value: :class:`WeightedMultiDatasetBatchSampler` with these options."""
     return functools.partial(
@@ -327,6 +344,7 @@ def multi_dataset_batch_sampler(
         names=names,
         num_batches=num_batches,
         world_size=world_size,
+        no_duplicates=no_duplicates,
     )
 
 
@@ -363,6 +381,19 @@ def _align_weights(
             raise ConfigError(f"weights for unknown datasets {unknown}; datasets: {', '.join(names)}")
         return [weights.get(name) for name in names]
     return list(weights)
+
+
+def _align_flags(flags: Sequence[bool] | Mapping[str, bool] | None, names: list[str]) -> list[bool | None]:
+    if flags is None:
+        return [None] * len(names)
+    if isinstance(flags, Mapping):
+        unknown = [key for key in flags if key not in names]
+        if unknown:
+            raise ConfigError(f"no_duplicates for unknown datasets {unknown}; datasets: {', '.join(names)}")
+        return [flags.get(name) for name in names]
+    if len(flags) != len(names):
+        raise ConfigError(f"{len(flags)} no_duplicates flags for {len(names)} datasets")
+    return list(flags)
 
 
 def _world_size() -> int:
