@@ -15,6 +15,7 @@ YAML shape of one entry (all keys but the first three optional)::
       format: jsonl                     # jsonl|parquet|beir|disk; detected from the path if omitted
       columns: {anchor: summary, positive: description}
       instruction: Given a package summary, retrieve its description
+      template: null                    # default "Instruct: {task}\\nQuery: {text}"
       symmetric: false
       in_batch_negatives: true
       loss: infonce                     # infonce | cosent (cosent: sts only)

@@ -338,7 +338,8 @@ def _build_infonce(
                 continue
             if pool is None:
                 pool = _negative_pool(examples)
-            negatives = negatives + _random_texts(pool, wanted - len(negatives), {anchor, positive, *negatives}, rng)
+            missing = wanted - len(negatives)
+            negatives = negatives + _random_texts(pool, missing, {anchor, positive, *negatives}, rng, source.path)
             counts["filled_negatives"] += 1
         rows.append((anchor, positive, negatives))
     if examples and not rows:
@@ -480,7 +481,7 @@ def _negative_pool(examples: list[tuple[str, str, list[str]]]) -> list[str]:
     return list(pool)
 
 
-def _random_texts(pool: list[str], count: int, exclude: set[str], rng: np.random.Generator) -> list[str]:
+def _random_texts(pool: list[str], count: int, exclude: set[str], rng: np.random.Generator, path: Path) -> list[str]:
     picked: list[str] = []
     for _ in range(count * 20):
         if len(picked) == count:
@@ -490,5 +491,7 @@ def _random_texts(pool: list[str], count: int, exclude: set[str], rng: np.random
             picked.append(text)
             exclude.add(text)
     if len(picked) < count:
-        raise DataError(f"not enough distinct texts to fill {count} random negatives", hint="lower 'num_negatives'")
+        raise DataError(
+            f"not enough distinct texts to fill {count} random negatives", path, hint="lower 'num_negatives'"
+        )
     return picked

@@ -150,28 +150,28 @@ def model_prompts(
     Raises:
         ConfigError: for a task name whose type is unknown.
     """
-    by_type = dict(DEFAULT_TASK_TYPE_INSTRUCTIONS) if include_defaults else {}
-    by_name: dict[str, tuple[str, str]] = {}
+    # key -> (task type, instruction); a task type is its own key
+    entries = {t: (t, i) for t, i in DEFAULT_TASK_TYPE_INSTRUCTIONS.items()} if include_defaults else {}
     for key, instruction in (instructions or {}).items():
         if key in DEFAULT_TASK_TYPE_INSTRUCTIONS or key in ASYMMETRIC_TASK_TYPES:
-            by_type[key] = instruction
+            entries[key] = (key, instruction)
         elif task_types and key in task_types:
-            by_name[key] = (task_types[key], instruction)
+            entries[key] = (task_types[key], instruction)
         else:
             raise ConfigError(
                 f"instruction for {key!r}: not an MTEB task type, and its task type is unknown; "
                 f"pass task_types={{{key!r}: '<type>'}} (types: {', '.join(sorted(DEFAULT_TASK_TYPE_INSTRUCTIONS))})"
             )
     prompts: dict[str, str] = {}
-    for key, (task_type, instruction) in [(t, (t, i)) for t, i in by_type.items()] + list(by_name.items()):
+    for key, (task_type, instruction) in entries.items():
         prompt = format_prompt(instruction, template)
         if task_type in ASYMMETRIC_TASK_TYPES:
             prompts[f"{key}-query"] = prompt
             prompts[f"{key}-document"] = ""
         else:
             prompts[key] = prompt
-    if "Retrieval" in by_type:
-        prompts["query"] = format_prompt(by_type["Retrieval"], template)
+    if "Retrieval" in entries:  # mteb's last fallback, for query/document encodings of any other task type
+        prompts["query"] = prompts["Retrieval-query"]
         prompts["document"] = ""
     return prompts
 
