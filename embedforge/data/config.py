@@ -35,13 +35,13 @@ YAML shape of one entry (all keys but the first three optional)::
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from embedforge.errors import ConfigError, did_you_mean
+from embedforge.utils.config import dataclass_from_dict
 
 Kind = Literal["pairs", "triplets", "nli", "sts", "classification", "clustering", "retrieval"]
 LossName = Literal["infonce", "cosent"]
@@ -239,74 +239,3 @@ def check_unique_names(configs: list[DatasetConfig]) -> None:
 def _check_choice(where: str, key: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{where}: {key} {value!r} is not valid.{did_you_mean(str(value), choices)}")
-
-
-# ---------------------------------------------------------------------------- generic YAML -> dataclass
-def dataclass_from_dict(cls: type, data: Mapping[str, Any], where: str) -> Any:
-    """Instantiate dataclass ``cls`` from a mapping, checking keys and (simple) types.
-
-    Unknown keys raise :class:`ConfigError` with a "did you mean" hint; missing required keys and values of the
-    wrong type name the key and the expected type. Nested dataclasses are not needed here and not supported.
-    """
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in fields:
-            raise ConfigError(f"{where}.{key}: unknown key.{did_you_mean(str(key), fields)}")
-    hints = typing.get_type_hints(cls)
-    for name, spec in fields.items():
-        required = spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
-        if name not in data:
-            if required:
-                raise ConfigError(f"{where}: missing required key {name!r}")
-            continue
-        if not _type_ok(data[name], hints[name]):
-            raise ConfigError(
-                f"{where}.{name}: expected {_type_name(hints[name])}, got {type(data[name]).__name__} {data[name]!r}"
-            )
-    values = dict(data)
-    # YAML writes 1 for 1.0: accept ints where floats are expected.
-    for name, value in values.items():
-        if isinstance(value, int) and not isinstance(value, bool) and _accepts_float(hints[name]):
-            values[name] = float(value)
-    return cls(**values)
-
-
-def _accepts_float(hint: Any) -> bool:
-    return hint is float or float in typing.get_args(hint)
-
-
-def _type_ok(value: Any, hint: Any) -> bool:
-    if hint is Any:
-        return True
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, arg) for arg in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if origin is list:
-        (item,) = typing.get_args(hint) or (Any,)
-        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
-    if origin is dict:
-        key_type, value_type = typing.get_args(hint) or (Any, Any)
-        return isinstance(value, Mapping) and all(
-            _type_ok(k, key_type) and _type_ok(v, value_type) for k, v in value.items()
-        )
-    return isinstance(value, hint) if isinstance(hint, type) else True
-
-
-def _type_name(hint: Any) -> str:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(arg) for arg in typing.get_args(hint))
-    if hint is type(None):
-        return "null"
-    return getattr(hint, "__name__", str(hint))

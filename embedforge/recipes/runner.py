@@ -1,0 +1,176 @@
+"""Run a recipe: stages in order, each into ``<output_dir>/<stage>/``, resumable stage by stage.
+
+A finished stage leaves ``<stage>/stage.json`` (written last, atomically); ``--resume`` skips finished
+stages and continues an interrupted one from its last complete checkpoint. Starting over an existing
+output folder needs ``--resume`` or ``--overwrite``, so nothing is silently replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from embedforge.errors import ConfigError
+from embedforge.recipes.schema import STAGE_TYPES, Recipe
+from embedforge.utils.config import to_plain
+from embedforge.utils.io import atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+STAGE_DONE = "stage.json"
+
+
+@dataclass
+class StageResult:
+    """What a stage leaves for the next ones."""
+
+    model_path: str | None = None  # the stage's model (a SentenceTransformer folder), if it makes one
+    summary: dict[str, Any] = field(default_factory=dict)  # facts for the model card and the logs
+
+
+@dataclass
+class StageContext:
+    """What a stage's ``run`` gets besides its config."""
+
+    recipe: Recipe
+    name: str  # stage name
+    directory: Path  # <output_dir>/<stage>
+    resume: bool
+    models: dict[str, str]  # "base" and every finished model-producing stage -> model path/preset
+    previous_model: str  # the model the previous stage ended with (the base for the first)
+    summaries: dict[str, dict[str, Any]]  # finished stages' summaries
+
+    def model_ref(self, ref: str | None) -> str:
+        """Resolve a stage's ``init``/``model`` reference: None = previous model, "base", a stage name, a folder."""
+        if ref is None:
+            return self.previous_model
+        if ref in self.models:
+            return self.models[ref]
+        if ref in self.recipe.stages:
+            raise ConfigError(
+                f"{self.recipe.source}: stages.{self.name}: refers to stage {ref!r}, which has not run before it"
+            )
+        return ref
+
+    def load_model(self, ref: str | None) -> SentenceTransformer:
+        """Load the referenced model; the base gets the recipe's model options."""
+        from embedforge.models import load_model
+
+        target = self.model_ref(ref)
+        options = self.recipe.model
+        if target == self.models["base"]:
+            model = load_model(target, max_seq_length=options.max_seq_length, pooling=options.pooling,
+                               normalize=options.normalize)
+        else:
+            model = load_model(target)
+        if not options.include_prompt:
+            for module in model:
+                if hasattr(module, "include_prompt"):
+                    module.include_prompt = False
+        return model
+
+
+@dataclass
+class RecipeResult:
+    """Outcome of :func:`run_recipe`."""
+
+    output_dir: Path
+    final_model: str
+    stages: dict[str, StageResult]
+    seconds: float
+    eval_reports: dict[str, Any] = field(default_factory=dict)  # label -> EvalReport (base, final)
+
+
+def run_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = False) -> RecipeResult:
+    """Run every stage of ``recipe`` (and its final evaluation).
+
+    Args:
+        recipe: a validated recipe (:func:`embedforge.recipes.load_recipe`).
+        resume: skip finished stages, continue the interrupted one from its last complete checkpoint.
+        overwrite: delete an existing output folder first.
+    """
+    started = time.perf_counter()
+    output = Path(recipe.output_dir or Path("runs") / recipe.name)
+    if output.exists() and any(output.iterdir()):
+        if overwrite:
+            shutil.rmtree(output)
+        elif not resume:
+            raise ConfigError(
+                f"output folder {output} already holds a run; pass --resume to continue it or --overwrite to start over"
+            )
+    output.mkdir(parents=True, exist_ok=True)
+    resolved = to_plain(recipe)
+    atomic_write_text(output / "recipe.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+    _seed_everything(recipe.seed)
+
+    models = {"base": recipe.model.base}
+    previous = recipe.model.base
+    results: dict[str, StageResult] = {}
+    summaries: dict[str, dict[str, Any]] = {}
+    for name, config in recipe.stages.items():
+        stage_type = STAGE_TYPES[config.type]
+        directory = output / name
+        done = directory / STAGE_DONE
+        if resume and done.is_file():
+            saved = json.loads(done.read_text())
+            result = StageResult(model_path=saved.get("model_path"), summary=saved.get("summary", {}))
+            logger.info("stage %s: already finished, skipping (%s)", name, done)
+        else:
+            directory.mkdir(parents=True, exist_ok=True)
+            context = StageContext(recipe, name, directory, resume, dict(models), previous, dict(summaries))
+            logger.info("stage %s (%s): starting in %s", name, config.type, directory)
+            stage_started = time.perf_counter()
+            result = stage_type.run(config, context)
+            result.summary.setdefault("seconds", round(time.perf_counter() - stage_started, 1))
+            atomic_write_json(done, {"model_path": result.model_path, "summary": result.summary})
+        results[name] = result
+        summaries[name] = result.summary
+        if stage_type.produces_model and result.model_path:
+            models[name] = result.model_path
+            previous = result.model_path
+    report = RecipeResult(output, previous, results, time.perf_counter() - started)
+    if recipe.eval is not None:
+        report.eval_reports = evaluate_recipe(recipe, previous, output / "eval")
+    return report
+
+
+def evaluate_recipe(recipe: Recipe, final_model: str, output: Path) -> dict[str, Any]:
+    """Evaluate the final model (and the base, when ``compare_base``) on the recipe's eval tasks."""
+    from embedforge.evaluation import evaluate, load_tasks
+    from embedforge.evaluation.report import leaderboard_markdown
+    from embedforge.utils.io import atomic_write_text
+
+    config = recipe.eval
+    tasks = load_tasks(config.tasks, config.task_root)
+    targets = {"base": recipe.model.base} if config.compare_base else {}
+    targets[recipe.name] = final_model
+    reports = {}
+    for label, model in targets.items():
+        reports[label] = evaluate(
+            model,
+            tasks,
+            output / label,
+            dims=config.dims,
+            batch_size=config.batch_size,
+            max_seq_length=recipe.model.max_seq_length,
+            model_name=f"{label} ({Path(model).name})" if label == "base" else label,
+        )
+    table = leaderboard_markdown({r.model: r.records for r in reports.values()})
+    atomic_write_text(output / "leaderboard.md", table)
+    return reports
+
+
+def _seed_everything(seed: int) -> None:
+    from transformers import set_seed
+
+    set_seed(seed)

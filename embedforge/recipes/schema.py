@@ -1,0 +1,125 @@
+"""Recipe schema: YAML -> nested dataclasses, strict (unknown keys and wrong types name the key).
+
+A recipe is a model, a seed, an output folder and an ordered mapping of **stages**. Each stage has a
+``type`` (``train``, ``mine``, ``merge``, ``eval``, ...) whose config class and ``run`` function are
+registered in :data:`STAGE_TYPES`; a stage writes everything to ``<output_dir>/<stage name>/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from embedforge.data.config import DatasetConfig
+
+
+@dataclass
+class ModelConfig:
+    """The starting model."""
+
+    base: str  # offline preset name (see `embedforge models`) or a local model folder
+    max_seq_length: int | None = None  # maximum tokens per text (None: the model's own)
+    pooling: str | None = None  # plain Hugging Face folders: mean (default) | cls | lasttoken | ...
+    include_prompt: bool = True  # False: instruction tokens are left out of the pooled mean
+    normalize: bool = True  # plain Hugging Face folders: L2-normalize the embedding
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation after the recipe (and of the base model, for the comparison table)."""
+
+    tasks: list[str] = field(default_factory=list)  # task directories
+    task_root: str | None = None  # every task directory under this folder
+    dims: list[int] | None = None  # Matryoshka dimensions (None: full)
+    batch_size: int = 32  # encoding batch size
+    compare_base: bool = True  # also evaluate the base model and print both rows
+
+
+@dataclass
+class MatryoshkaConfig:
+    """Matryoshka representation learning over every loss of the stage (Kusupati et al., 2022)."""
+
+    dims: list[int]  # nested dimensions, e.g. [896, 512, 256, 128, 64] (KaLM-V2) or [2048, 1024, 512, 256] (Seed1.5)
+    weights: list[float] | None = None  # loss weight per dimension (None: all 1)
+
+
+@dataclass
+class TrainStageConfig:
+    """A contrastive training stage (Hugging Face Trainer via sentence-transformers underneath)."""
+
+    datasets: list[DatasetConfig]  # training datasets (see embedforge.data.DatasetConfig)
+    type: str = "train"
+    init: str | None = None  # start from: None = previous stage's model (first stage: the base), "base", a stage, a folder
+    loss: dict[str, Any] = field(default_factory=dict)  # InfoNCE options for InfoNCE datasets (name: infonce|mnrl|...)
+    cosent: dict[str, Any] = field(default_factory=dict)  # CoSENT options for STS datasets trained with CoSENT
+    loss_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # dataset -> InfoNCE option overrides
+    matryoshka: MatryoshkaConfig | None = None  # wrap every loss in Matryoshka
+    gradcache_mini_batch: int | None = None  # GradCache: embed in mini-batches of this size (negatives independent of memory)
+    router_aux_loss_coef: float | None = None  # MoE backbones: weight of the router load-balancing loss (None: model config)
+    batch_size: int = 32  # per-device batch (global batch with trainer_args.accelerator_config.split_batches)
+    learning_rate: float = 2e-5  # AdamW peak learning rate
+    weight_decay: float = 0.01  # AdamW weight decay
+    warmup_ratio: float = 0.1  # linear warm-up share of the steps
+    scheduler: str = "cosine"  # learning-rate schedule after warm-up (transformers name)
+    epochs: float = 1.0  # passes over the (weighted) data
+    max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
+    sampling_temperature: float = 1.0  # dataset sampling p_i ∝ n_i^(1/T); explicit dataset weights override
+    length_grouping: bool = True  # batch texts of similar length together (less padding, faster)
+    group_batches: int = 32  # batches per length group (larger: less padding, less randomness)
+    bf16: str | bool = "auto"  # bf16 mixed precision: auto = where the device supports it (CUDA with bf16)
+    gradient_checkpointing: bool = False  # recompute activations in backward (memory for compute)
+    gradient_accumulation_steps: int = 1  # optimizer step every N batches (in-batch negatives stay per batch)
+    save_steps: int = 500  # checkpoint every N steps (always one at the end)
+    save_total_limit: int | None = 2  # keep the newest N checkpoints
+    logging_steps: int = 10  # log loss, learning rate and samples/s every N steps
+    decontaminate_against: list[str] = field(default_factory=list)  # eval task dirs/roots whose texts are removed
+    trainer_args: dict[str, Any] = field(default_factory=dict)  # passed to SentenceTransformerTrainingArguments
+
+
+@dataclass
+class EvalStageConfig:
+    """Evaluate a stage's model (or the base) on task directories; results land in the stage folder."""
+
+    type: str = "eval"
+    model: str | None = None  # None = the previous stage's model; "base"; a stage name; a folder
+    tasks: list[str] = field(default_factory=list)
+    task_root: str | None = None
+    dims: list[int] | None = None
+    batch_size: int = 32
+
+
+@dataclass
+class StageType:
+    """A registered stage type: its config dataclass and its ``run(config, context) -> StageResult``."""
+
+    name: str
+    config_class: type
+    run: Callable[..., Any]
+    path_fields: tuple[str, ...] = ()  # config keys holding paths (resolved relative to the recipe file)
+    produces_model: bool = True  # whether the stage's output is a model later stages start from
+
+
+STAGE_TYPES: dict[str, StageType] = {}
+
+
+def register_stage_type(stage_type: StageType) -> StageType:
+    """Add a stage type; names are unique."""
+    if stage_type.name in STAGE_TYPES:
+        raise ValueError(f"stage type {stage_type.name!r} is already registered")
+    STAGE_TYPES[stage_type.name] = stage_type
+    return stage_type
+
+
+@dataclass
+class Recipe:
+    """A whole recipe: model, seed, output folder, stages (run in order), final evaluation."""
+
+    name: str  # recipe name (model card, default output folder)
+    model: ModelConfig
+    stages: dict[str, Any]  # stage name -> stage config (typed by its `type`)
+    output_dir: str | None = None  # None: runs/<name> (relative to the current directory)
+    seed: int = 42  # global seed (data order, initialisation, dropout, mixing)
+    description: str = ""  # one paragraph for the model card
+    eval: EvalConfig | None = None  # evaluation after the last stage
+    source: str | None = None  # the YAML file this came from (set by the loader)

@@ -1,0 +1,266 @@
+"""The ``train`` stage: contrastive training on mixed datasets with the Hugging Face Trainer.
+
+Data (``embedforge.data``) -> one loss per dataset (``embedforge.losses``: InfoNCE with the stage's
+options and the dataset's in-batch-negatives flag, CoSENT for scored STS pairs, optionally wrapped in
+Matryoshka and/or GradCache) -> :class:`~embedforge.training.trainer.EmbedforgeTrainer` with weighted,
+homogeneous, duplicate-free, length-grouped batches -> ``<stage>/final`` (a SentenceTransformer folder
+with prompts and a model card), TensorBoard logs in ``<stage>/logs``, ``<stage>/loss.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from embedforge.errors import ConfigError
+from embedforge.recipes.runner import StageContext, StageResult
+from embedforge.recipes.schema import StageType, TrainStageConfig, register_stage_type
+
+logger = logging.getLogger(__name__)
+
+_INFONCE_FAMILY = ("infonce", "cached_infonce")
+
+
+def validate(config: TrainStageConfig, where: str) -> None:
+    """Check loss names and options when the recipe is loaded, before any data or model is touched."""
+    from embedforge.losses import loss_options
+
+    specs = [("loss", config.loss)] + [(f"loss_overrides.{k}", v) for k, v in config.loss_overrides.items()]
+    for key, spec in specs:
+        name = spec.get("name", "cached_infonce" if config.gradcache_mini_batch else "infonce")
+        _check_options(name, {k: v for k, v in spec.items() if k != "name"}, f"{where}.{key}", loss_options)
+    _check_options("cosent", config.cosent, f"{where}.cosent", loss_options)
+    names = {d.name for d in config.datasets}
+    for dataset in config.loss_overrides:
+        if dataset not in names:
+            raise ConfigError(f"{where}.loss_overrides.{dataset}: no dataset of that name in this stage")
+    if config.matryoshka is not None:
+        weights = config.matryoshka.weights
+        if weights is not None and len(weights) != len(config.matryoshka.dims):
+            raise ConfigError(f"{where}.matryoshka: {len(weights)} weights for {len(config.matryoshka.dims)} dims")
+    for key in ("batch_size", "save_steps", "logging_steps", "gradient_accumulation_steps"):
+        if getattr(config, key) < 1:
+            raise ConfigError(f"{where}.{key}: must be >= 1, got {getattr(config, key)}")
+    if config.max_steps is not None and config.max_steps < 1:
+        raise ConfigError(f"{where}.max_steps: must be >= 1, got {config.max_steps}")
+    _check_trainer_args(config.trainer_args, f"{where}.trainer_args")
+
+
+def _check_options(name: str, options: dict[str, Any], where: str, loss_options) -> None:
+    from embedforge.errors import did_you_mean
+
+    try:
+        valid = loss_options(name)
+    except ConfigError as error:
+        raise ConfigError(f"{where}.name: {error}") from None
+    for option in options:
+        if option not in valid:
+            raise ConfigError(f"{where}.{option}: unknown option for loss {name!r}.{did_you_mean(option, valid)}")
+
+
+_MANAGED_ARGS = {
+    "output_dir", "per_device_train_batch_size", "learning_rate", "weight_decay", "warmup_ratio",
+    "lr_scheduler_type", "num_train_epochs", "max_steps", "bf16", "gradient_checkpointing",
+    "gradient_accumulation_steps", "save_steps", "save_total_limit", "logging_steps", "seed", "prompts",
+    "batch_sampler", "multi_dataset_batch_sampler",
+}  # fmt: skip
+
+
+def _check_trainer_args(trainer_args: dict[str, Any], where: str) -> None:
+    import dataclasses
+
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    from embedforge.errors import did_you_mean
+
+    valid = {f.name for f in dataclasses.fields(SentenceTransformerTrainingArguments)}
+    for key in trainer_args:
+        if key in _MANAGED_ARGS:
+            raise ConfigError(f"{where}.{key}: set by the stage itself; use the stage key instead")
+        if key not in valid:
+            raise ConfigError(f"{where}.{key}: not a training argument.{did_you_mean(key, valid)}")
+
+
+def build_losses(config: TrainStageConfig, model: Any, info: Any, world_size: int) -> dict[str, Any]:
+    """One loss per dataset: InfoNCE (stage options + overrides + the dataset's in-batch flag) or CoSENT."""
+    from embedforge.losses import build_loss
+
+    losses = {}
+    for name, dataset in info.datasets.items():
+        if dataset.loss == "cosent":
+            loss_name, options = "cosent", dict(config.cosent)
+        else:
+            options = {**config.loss, **config.loss_overrides.get(name, {})}
+            loss_name = options.pop("name", "cached_infonce" if config.gradcache_mini_batch else "infonce")
+            if loss_name in _INFONCE_FAMILY:
+                options.setdefault("in_batch_negatives", dataset.in_batch_negatives)
+                if world_size > 1:
+                    options.setdefault("gather_across_devices", True)
+            if loss_name.startswith("cached_") and config.gradcache_mini_batch:
+                options.setdefault("mini_batch_size", config.gradcache_mini_batch)
+        loss = build_loss(loss_name, model, options)
+        if config.matryoshka is not None:
+            loss = build_loss(
+                "matryoshka",
+                model,
+                {
+                    "loss": loss,
+                    "matryoshka_dims": config.matryoshka.dims,
+                    "matryoshka_weights": config.matryoshka.weights or [1.0] * len(config.matryoshka.dims),
+                },
+            )
+        losses[name] = loss
+    return losses
+
+
+def describe_loss(loss: Any) -> str:
+    """One line: class name and configuration."""
+    config = loss.get_config_dict() if hasattr(loss, "get_config_dict") else {}
+    inner = getattr(loss, "loss", None)
+    text = f"{type(loss).__name__}({', '.join(f'{k}={v}' for k, v in config.items() if k != 'loss')})"
+    return f"{text} over {describe_loss(inner)}" if inner is not None and hasattr(inner, "forward") else text
+
+
+def _bf16(setting: str | bool) -> bool:
+    import torch
+
+    if setting == "auto":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if not isinstance(setting, bool):
+        raise ConfigError(f"bf16: expected true, false or 'auto', got {setting!r}")
+    return setting
+
+
+def run(config: TrainStageConfig, context: StageContext) -> StageResult:
+    """Train, save ``<stage>/final`` with prompts and a model card, and report the facts."""
+    import torch
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    from embedforge.data import load_training_datasets
+    from embedforge.data.instructions import model_prompts
+    from embedforge.data.sampler import batch_sampler
+    from embedforge.models import save_model
+    from embedforge.training.callbacks import RunSummaryCallback, ThroughputCallback, plot_loss_curve
+    from embedforge.training.checkpoints import CompleteCheckpointCallback, checkpoints, last_complete_checkpoint
+    from embedforge.training.model_card import model_card
+    from embedforge.training.trainer import EmbedforgeTrainer
+    from embedforge.utils.config import to_plain
+
+    directory = context.directory
+    resume_from = last_complete_checkpoint(directory) if context.resume else None
+    if not context.resume and checkpoints(directory):
+        raise ConfigError(f"{directory} holds checkpoints of an earlier run; pass --resume or --overwrite")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    split_batches = bool((config.trainer_args.get("accelerator_config") or {}).get("split_batches", False))
+    model = context.load_model(config.init)
+    datasets, info = load_training_datasets(
+        config.datasets,
+        seed=context.recipe.seed,
+        temperature=config.sampling_temperature,
+        eval_dirs=config.decontaminate_against or None,
+    )
+    losses = build_losses(config, model, info, world_size)
+    bf16 = _bf16(config.bf16)
+    # with split_batches every rank sees the same (global) batches, so the sampler plans for one process
+    sampler_world = 1 if split_batches else world_size
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(directory),
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_ratio=config.warmup_ratio,
+        lr_scheduler_type=config.scheduler,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps if config.max_steps is not None else -1,
+        bf16=bf16,
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        logging_steps=config.logging_steps,
+        logging_dir=str(directory / "logs"),
+        report_to=["tensorboard"],
+        seed=context.recipe.seed,
+        data_seed=context.recipe.seed,
+        prompts=info.prompts,
+        batch_sampler=batch_sampler(group_batches=config.group_batches, length_grouping=config.length_grouping),
+        multi_dataset_batch_sampler=info.multi_dataset_batch_sampler(world_size=sampler_world),
+        dataloader_drop_last=True,
+        disable_tqdm=False,
+        **config.trainer_args,
+    )
+    global_batch = config.batch_size * (1 if split_batches else world_size) * config.gradient_accumulation_steps
+    negatives = {n: d.num_negatives for n, d in info.datasets.items()}
+    summary = {
+        "global_batch": global_batch,
+        "world_size": world_size,
+        "dtype": "bf16" if bf16 else "fp32",
+        "hard_negatives_per_query": negatives,
+        "init": context.model_ref(config.init),
+    }
+    trainer = EmbedforgeTrainer(
+        model=model,
+        args=args,
+        train_dataset=datasets,
+        loss=losses,
+        callbacks=[
+            CompleteCheckpointCallback(),
+            ThroughputCallback(global_batch),
+            RunSummaryCallback(summary, info.summary()),
+        ],
+    )
+    for name, loss in losses.items():
+        logger.info("loss for %s: %s", name, describe_loss(loss))
+    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    # a checkpoint at the very end (unless the last step already saved one), so --resume after a crash in
+    # the saving below does not retrain
+    if trainer.state.global_step % config.save_steps != 0:
+        trainer._save_checkpoint(trainer.model, trial=None)
+        trainer.callback_handler.on_save(trainer.args, trainer.state, trainer.control)
+
+    final = directory / "final"
+    losses_text = {name: describe_loss(loss) for name, loss in losses.items()}
+    history = [e for e in trainer.state.log_history if "loss" in e]
+    stage_summary = {
+        **summary,
+        "steps": trainer.state.global_step,
+        "train_seconds": round(output.metrics.get("train_runtime", 0.0), 1),
+        "samples_per_second": round(output.metrics.get("train_samples_per_second", 0.0), 2),
+        "final_loss": history[-1]["loss"] if history else None,
+        "datasets": info.to_dict()["datasets"],
+        "losses": losses_text,
+    }
+    if trainer.is_world_process_zero():
+        plot_loss_curve(trainer.state.log_history, directory / "loss.png", f"{context.recipe.name}: {context.name}")
+        instructions = [d for d in config.datasets if d.instruction]
+        prompts = model_prompts(template=instructions[0].template) if instructions else None
+        stages = [
+            {"name": n, "type": "train", **s} for n, s in context.summaries.items() if s.get("datasets")
+        ] + [{"name": context.name, "type": "train", **stage_summary}]
+        card = model_card(
+            title=f"{context.recipe.name} ({context.name})",
+            base_model=str(context.recipe.model.base),
+            description=context.recipe.description,
+            stages=stages,
+            resolved_config=to_plain(context.recipe),
+            prompts=prompts or model.prompts,
+        )
+        save_model(trainer.model, final, prompts=prompts, extra_files={"README.md": card})
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    return StageResult(model_path=str(Path(final)), summary=stage_summary)
+
+
+run.validate = validate  # checked by the recipe loader
+
+register_stage_type(
+    StageType(
+        name="train",
+        config_class=TrainStageConfig,
+        run=run,
+        path_fields=("decontaminate_against",),
+    )
+)
