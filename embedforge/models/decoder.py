@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PADDING_SIDES = ("right", "left")
+# sentence-transformers' default modality config for a text model (what it infers without a chat template)
+_TEXT_MODALITY = {"text": {"method": "forward", "method_output_name": "last_hidden_state"}}
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,11 @@ def load_decoder(
         model_kwargs=model_kwargs,
         processor_kwargs={"local_files_only": True},
         max_seq_length=max_seq_length,
+        # Text only. An instruct LLM's chat template would otherwise add a "message" modality, which
+        # is saved as a non-default modality_config that older sentence-transformers and serving
+        # stacks cannot read (and that embedforge.models.save_model's legacy rewrite mangles).
+        modality_config=dict(_TEXT_MODALITY),
+        module_output_name="token_embeddings",
     )
     # The switch that transformers reads on every forward pass and writes into config.json on save.
     # (Passing it through ``config_kwargs`` does not work: ``from_pretrained`` drops keys that the
@@ -245,6 +252,42 @@ def is_bidirectional(model: SentenceTransformer) -> bool:
     if not is_decoder_config(config.to_dict()):
         return True
     return getattr(config, "is_causal", True) is False
+
+
+def prompt_boundary_ok(model: SentenceTransformer, prompt: str, sample: str = "hello world") -> bool:
+    """Whether ``prompt``'s tokens are a prefix of ``prompt + sample``'s tokens.
+
+    sentence-transformers leaves a prompt out of the pooling (``include_prompt=False``) by counting
+    the tokens of the prompt alone. With byte-level BPE tokenizers (SmolLM2, Qwen, Llama 3, GPT-2) a
+    prompt ending in a space, e.g. ``"Query: "``, tokenizes alone as ``[..., ":", " "]`` but merges
+    the space into the next word in the full text (``[..., ":", " hello"]``), so the count is one too
+    high and the first word of every text is dropped from the pooling. Prompts that end in a newline
+    or without whitespace are safe; this function tells which case a prompt is in.
+    """
+    tokenizer = model[0].tokenizer
+    alone = list(tokenizer(prompt)["input_ids"])
+    if alone and alone[-1] in set(tokenizer.all_special_ids):
+        alone = alone[:-1]  # the trailing EOS/SEP that sentence-transformers also discounts
+    full = list(tokenizer(prompt + sample)["input_ids"])
+    return full[: len(alone)] == alone
+
+
+def check_prompts(model: SentenceTransformer) -> list[str]:
+    """Names of the model's prompts whose token boundary is unsafe for ``include_prompt=False`` (warned)."""
+    pooling = next((module for module in model if hasattr(module, "include_prompt")), None)
+    if pooling is None or pooling.include_prompt:
+        return []
+    prompts = model.prompts or {}
+    unsafe = [name for name, prompt in prompts.items() if prompt and not prompt_boundary_ok(model, prompt)]
+    for name in unsafe:
+        logger.warning(
+            "prompt %r (%r) does not end on a token boundary for this tokenizer: with include_prompt=False "
+            "the first token of each text would be left out of the pooling too; end the prompt with a "
+            "newline or without trailing whitespace",
+            name,
+            model.prompts[name],
+        )
+    return unsafe
 
 
 def transformers_model(model: SentenceTransformer) -> PreTrainedModel:

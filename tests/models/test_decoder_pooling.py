@@ -4,6 +4,7 @@ padding, and the save -> plain ``SentenceTransformer(path)`` round trip (must-sh
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -92,3 +93,18 @@ def test_saved_pooling_and_prompt_exclusion_survive_a_plain_reload(tiny_decoder_
     plain = SentenceTransformer(str(saved))
     assert plain[0].tokenizer.padding_side == "left"
     np.testing.assert_allclose(plain.encode_query(TEXTS), ours.encode(TEXTS, prompt=PROMPT), atol=1e-5)
+
+
+def test_instruct_tokenizer_with_chat_template_saves_in_the_widely_read_format(tiny_decoder_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "chat"
+    shutil.copytree(tiny_decoder_dir("llama"), folder)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    tokenizer.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+    tokenizer.save_pretrained(str(folder))
+
+    ours = load_decoder(folder)
+    saved = save_model(ours, tmp_path / "model")
+    assert set(json.loads((saved / "sentence_bert_config.json").read_text())) == {"max_seq_length", "do_lower_case"}
+    np.testing.assert_allclose(SentenceTransformer(str(saved)).encode(TEXTS), ours.encode(TEXTS), atol=1e-5)
