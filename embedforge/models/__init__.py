@@ -21,6 +21,7 @@ def __getattr__(name: str):
         return getattr(moe, name)
     raise AttributeError(f"module 'embedforge.models' has no attribute {name!r}")
 
+
 __all__ = [
     "DECODER_FAMILIES",
     "PRESETS",
