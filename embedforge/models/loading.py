@@ -2,7 +2,9 @@
 
 * a SentenceTransformer folder (``modules.json``) loads as saved, prompts included;
 * a plain Hugging Face model folder (``config.json`` + weights) becomes Transformer -> Pooling ->
-  Normalize, with the pooling given (mean by default, as in all three papers).
+  Normalize, with the pooling given (mean by default, as in all three papers);
+* a decoder LLM folder (see :func:`embedforge.models.decoder.is_decoder_folder`) goes through
+  :func:`embedforge.models.decoder.load_decoder`: bidirectional attention by default.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def load_model(
     max_seq_length: int | None = None,
     pooling: str | None = None,
     normalize: bool = True,
+    bidirectional: bool | None = None,
 ) -> SentenceTransformer:
     """Load a model for encoding or training.
 
@@ -41,6 +44,9 @@ def load_model(
         pooling: for a plain Hugging Face folder, the pooling mode (default ``mean``). Ignored,
             with an error if it disagrees, for a SentenceTransformer folder.
         normalize: for a plain Hugging Face folder, append an L2 ``Normalize`` module.
+        bidirectional: for a decoder LLM, remove (``True``, the default for a plain folder) or keep
+            (``False``) the causal mask; ``None`` keeps what a SentenceTransformer folder was saved with.
+            Encoders are always bidirectional.
 
     Returns:
         The model, in eval mode.
@@ -50,8 +56,23 @@ def load_model(
     path = resolve_model_path(name_or_path)
     if (path / "modules.json").is_file():
         model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        if bidirectional is not None:
+            from embedforge.models.decoder import is_bidirectional, set_bidirectional
+
+            if bidirectional != is_bidirectional(model):
+                set_bidirectional(model, bidirectional)
     elif (path / "config.json").is_file():
-        model = build_sentence_transformer(path, pooling=pooling or "mean", normalize=normalize, device=device)
+        from embedforge.models.decoder import is_decoder_folder, load_decoder
+
+        if is_decoder_folder(path):
+            bidirectional = True if bidirectional is None else bidirectional
+            model = load_decoder(
+                path, bidirectional=bidirectional, pooling=pooling or "mean", normalize=normalize, device=device
+            )
+        elif bidirectional is False:
+            raise ConfigError(f"{path}: an encoder model is always bidirectional; bidirectional=False needs a decoder")
+        else:
+            model = build_sentence_transformer(path, pooling=pooling or "mean", normalize=normalize, device=device)
     else:
         raise ConfigError(
             f"{path}: not a model folder (no modules.json or config.json); pass a SentenceTransformer "

