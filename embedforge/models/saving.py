@@ -120,7 +120,11 @@ def _rewrite_legacy_format(model: SentenceTransformer, folder: Path) -> None:
             saved = json.loads(config_file.read_text()) if config_file.is_file() else {}
             # Older releases pass this file's keys to Transformer(**kwargs) and fail on the newer
             # keys; drop those that hold their defaults (they are implied when absent).
-            config = {key: value for key, value in saved.items() if _NEW_TRANSFORMER_DEFAULTS.get(key) != value}
+            # drop them only as a group: a non-default modality_config needs its module_output_name too
+            all_default = all(saved.get(key, value) == value for key, value in _NEW_TRANSFORMER_DEFAULTS.items())
+            config = {
+                key: value for key, value in saved.items() if not (all_default and key in _NEW_TRANSFORMER_DEFAULTS)
+            }
             config["max_seq_length"] = module.max_seq_length
             config["do_lower_case"] = bool(getattr(module, "do_lower_case", False))
             config_file.write_text(json.dumps(config, indent=2) + "\n")

@@ -1,7 +1,7 @@
 """Recipes: YAML -> stages (train, eval, ...) run in order with resumable outputs.
 
-    from embedforge.recipes import load_recipe, run_recipe
-    result = run_recipe(load_recipe("recipes/quickstart.yaml", ["stages.finetune.loss.gamma=0.5"]))
+from embedforge.recipes import load_recipe, run_recipe
+result = run_recipe(load_recipe("recipes/quickstart.yaml", ["stages.finetune.loss.gamma=0.5"]))
 """
 
 from embedforge.recipes.loader import apply_override, load_recipe, recipe_from_dict

@@ -69,8 +69,9 @@ class StageContext:
         target = self.model_ref(ref)
         options = self.recipe.model
         if target == self.models["base"]:
-            model = load_model(target, max_seq_length=options.max_seq_length, pooling=options.pooling,
-                               normalize=options.normalize)
+            model = load_model(
+                target, max_seq_length=options.max_seq_length, pooling=options.pooling, normalize=options.normalize
+            )
         else:
             model = load_model(target)
         if not options.include_prompt:
@@ -106,7 +107,7 @@ def run_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = False)
             shutil.rmtree(output)
         elif not resume:
             raise ConfigError(
-                f"output folder {output} already holds a run; pass --resume to continue it or --overwrite to start over"
+                f"output folder {output} already holds a run; pass --resume to continue it, or --overwrite"
             )
     output.mkdir(parents=True, exist_ok=True)
     resolved = to_plain(recipe)

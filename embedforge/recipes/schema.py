@@ -50,13 +50,19 @@ class TrainStageConfig:
 
     datasets: list[DatasetConfig]  # training datasets (see embedforge.data.DatasetConfig)
     type: str = "train"
-    init: str | None = None  # start from: None = previous stage's model (first stage: the base), "base", a stage, a folder
+    init: str | None = (
+        None  # start from: None = previous stage's model (first stage: the base), "base", a stage, a folder
+    )
     loss: dict[str, Any] = field(default_factory=dict)  # InfoNCE options for InfoNCE datasets (name: infonce|mnrl|...)
     cosent: dict[str, Any] = field(default_factory=dict)  # CoSENT options for STS datasets trained with CoSENT
     loss_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # dataset -> InfoNCE option overrides
     matryoshka: MatryoshkaConfig | None = None  # wrap every loss in Matryoshka
-    gradcache_mini_batch: int | None = None  # GradCache: embed in mini-batches of this size (negatives independent of memory)
-    router_aux_loss_coef: float | None = None  # MoE backbones: weight of the router load-balancing loss (None: model config)
+    gradcache_mini_batch: int | None = (
+        None  # GradCache: embed in mini-batches of this size (negatives independent of memory)
+    )
+    router_aux_loss_coef: float | None = (
+        None  # MoE backbones: weight of the router load-balancing loss (None: model config)
+    )
     batch_size: int = 32  # per-device batch (global batch with trainer_args.accelerator_config.split_batches)
     learning_rate: float = 2e-5  # AdamW peak learning rate
     weight_decay: float = 0.01  # AdamW weight decay

@@ -76,5 +76,12 @@ def model_card(
     if eval_table:
         lines += ["## Evaluation (MTEB protocol, embedforge)", "", eval_table, ""]
     if resolved_config:
-        lines += ["## Resolved recipe", "", "```yaml", yaml.safe_dump(resolved_config, sort_keys=False).rstrip(), "```", ""]
+        lines += [
+            "## Resolved recipe",
+            "",
+            "```yaml",
+            yaml.safe_dump(resolved_config, sort_keys=False).rstrip(),
+            "```",
+            "",
+        ]
     return "\n".join(lines)

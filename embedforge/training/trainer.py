@@ -36,7 +36,9 @@ class EmbedforgeTrainer(SentenceTransformerTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         dataset_name = inputs.get("dataset_name")
-        output = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        output = super().compute_loss(
+            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
         loss = output[0] if return_outputs else output
         for extra in self.extra_losses:
             term = extra()

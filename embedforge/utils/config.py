@@ -68,9 +68,7 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
         key_type, value_type = typing.get_args(hint) or (Any, Any)
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
-        return {
-            _convert(k, key_type, f"{where}"): _convert(v, value_type, f"{where}.{k}") for k, v in value.items()
-        }
+        return {_convert(k, key_type, f"{where}"): _convert(v, value_type, f"{where}.{k}") for k, v in value.items()}
     if not _type_ok(value, hint):
         raise ConfigError(f"{where}: expected {type_name(hint)}, got {type(value).__name__} {value!r}")
     if hint is float and isinstance(value, int):

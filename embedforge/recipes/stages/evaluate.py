@@ -23,5 +23,7 @@ def run(config: EvalStageConfig, context: StageContext) -> StageResult:
 
 
 register_stage_type(
-    StageType(name="eval", config_class=EvalStageConfig, run=run, path_fields=("tasks", "task_root"), produces_model=False)
+    StageType(
+        name="eval", config_class=EvalStageConfig, run=run, path_fields=("tasks", "task_root"), produces_model=False
+    )
 )

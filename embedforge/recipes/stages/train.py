@@ -237,9 +237,9 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         plot_loss_curve(trainer.state.log_history, directory / "loss.png", f"{context.recipe.name}: {context.name}")
         instructions = [d for d in config.datasets if d.instruction]
         prompts = model_prompts(template=instructions[0].template) if instructions else None
-        stages = [
-            {"name": n, "type": "train", **s} for n, s in context.summaries.items() if s.get("datasets")
-        ] + [{"name": context.name, "type": "train", **stage_summary}]
+        stages = [{"name": n, "type": "train", **s} for n, s in context.summaries.items() if s.get("datasets")] + [
+            {"name": context.name, "type": "train", **stage_summary}
+        ]
         card = model_card(
             title=f"{context.recipe.name} ({context.name})",
             base_model=str(context.recipe.model.base),
