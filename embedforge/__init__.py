@@ -29,6 +29,8 @@ _EXPORTS = {
     "resolve_model_path": "embedforge.models",
     "evaluate": "embedforge.evaluation",
     "load_task": "embedforge.evaluation",
+    "train": "embedforge.recipes.runner",
+    "load_recipe": "embedforge.recipes.loader",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -52,3 +52,15 @@ def tiny_model_dir(_tiny_st_session, tmp_path_factory) -> Path:
     from embedforge.models import save_model
 
     return save_model(_tiny_st_session, tmp_path_factory.mktemp("tiny-st") / "model")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_for_fast_tests(request):
+    """Tiny models run fastest on one thread (two threads spin-wait when the machine is busy); slow tests keep all."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if request.node.get_closest_marker("slow") is None:
+        torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -100,18 +100,26 @@ def run_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = False)
         resume: skip finished stages, continue the interrupted one from its last complete checkpoint.
         overwrite: delete an existing output folder first.
     """
+    import torch
+    from accelerate import PartialState
+
     started = time.perf_counter()
+    # under torchrun this joins the process group (gloo on CPU, as the Trainer would); single process: a no-op
+    state = PartialState(cpu=not torch.cuda.is_available())
     output = Path(recipe.output_dir or Path("runs") / recipe.name)
-    if output.exists() and any(output.iterdir()):
-        if overwrite:
+    existing = output.exists() and any(output.iterdir())
+    if existing and not (resume or overwrite):
+        raise ConfigError(f"output folder {output} already holds a run; pass --resume to continue it, or --overwrite")
+    state.wait_for_everyone()  # every rank has looked before the main one changes anything
+    if state.is_main_process:
+        if existing and overwrite:
             shutil.rmtree(output)
-        elif not resume:
-            raise ConfigError(
-                f"output folder {output} already holds a run; pass --resume to continue it, or --overwrite"
-            )
-    output.mkdir(parents=True, exist_ok=True)
-    resolved = to_plain(recipe)
-    atomic_write_text(output / "recipe.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+        output.mkdir(parents=True, exist_ok=True)
+        resolved = to_plain(recipe)
+        atomic_write_text(
+            output / "recipe.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True)
+        )
+    state.wait_for_everyone()
     _seed_everything(recipe.seed)
 
     models = {"base": recipe.model.base}
@@ -133,14 +141,16 @@ def run_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = False)
             stage_started = time.perf_counter()
             result = stage_type.run(config, context)
             result.summary.setdefault("seconds", round(time.perf_counter() - stage_started, 1))
-            atomic_write_json(done, {"model_path": result.model_path, "summary": result.summary})
+            if state.is_main_process:
+                atomic_write_json(done, {"model_path": result.model_path, "summary": result.summary})
+            state.wait_for_everyone()
         results[name] = result
         summaries[name] = result.summary
         if stage_type.produces_model and result.model_path:
             models[name] = result.model_path
             previous = result.model_path
     report = RecipeResult(output, previous, results, time.perf_counter() - started)
-    if recipe.eval is not None:
+    if recipe.eval is not None and state.is_main_process:
         report.eval_reports = evaluate_recipe(recipe, previous, output / "eval")
     return report
 
@@ -175,3 +185,20 @@ def _seed_everything(seed: int) -> None:
     from transformers import set_seed
 
     set_seed(seed)
+
+
+def train(
+    recipe: str | Path | Recipe,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> RecipeResult:
+    """Load a recipe YAML (with ``--set``-style ``overrides``) and run it; what ``embedforge train`` does."""
+    from embedforge.recipes.loader import load_recipe
+
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides)
+    elif overrides:
+        raise ConfigError("overrides apply to a recipe file; edit the Recipe object instead")
+    return run_recipe(recipe, resume=resume, overwrite=overwrite)

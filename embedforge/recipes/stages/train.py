@@ -4,7 +4,7 @@ Data (``embedforge.data``) -> one loss per dataset (``embedforge.losses``: InfoN
 options and the dataset's in-batch-negatives flag, CoSENT for scored STS pairs, optionally wrapped in
 Matryoshka and/or GradCache) -> :class:`~embedforge.training.trainer.EmbedforgeTrainer` with weighted,
 homogeneous, duplicate-free, length-grouped batches -> ``<stage>/final`` (a SentenceTransformer folder
-with prompts and a model card), TensorBoard logs in ``<stage>/logs``, ``<stage>/loss.png``.
+with prompts and a model card), TensorBoard logs in ``<stage>/runs/``, ``<stage>/loss.png``.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
-        warmup_ratio=config.warmup_ratio,
+        warmup_steps=config.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the steps
         lr_scheduler_type=config.scheduler,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps if config.max_steps is not None else -1,
@@ -181,7 +181,6 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
         logging_steps=config.logging_steps,
-        logging_dir=str(directory / "logs"),
         report_to=["tensorboard"],
         seed=context.recipe.seed,
         data_seed=context.recipe.seed,
@@ -190,7 +189,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         multi_dataset_batch_sampler=info.multi_dataset_batch_sampler(world_size=sampler_world),
         dataloader_drop_last=True,
         disable_tqdm=False,
-        **config.trainer_args,
+        **{"use_cpu": not torch.cuda.is_available(), **config.trainer_args},  # CPU torchrun: DDP over gloo
     )
     global_batch = config.batch_size * (1 if split_batches else world_size) * config.gradient_accumulation_steps
     negatives = {n: d.num_negatives for n, d in info.datasets.items()}
