@@ -64,6 +64,7 @@ class TrainStageConfig:
         None  # MoE backbones: weight of the router load-balancing loss (None: model config)
     )
     batch_size: int = 32  # per-device batch (global batch with trainer_args.accelerator_config.split_batches)
+    max_seq_length: int | None = None  # truncate training texts to this many tokens (the saved model keeps its own)
     learning_rate: float = 2e-5  # AdamW peak learning rate
     weight_decay: float = 0.01  # AdamW weight decay
     warmup_ratio: float = 0.1  # linear warm-up share of the steps

@@ -155,6 +155,9 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     split_batches = bool((config.trainer_args.get("accelerator_config") or {}).get("split_batches", False))
     model = context.load_model(config.init)
+    inference_length = model.max_seq_length
+    if config.max_seq_length is not None:
+        model.max_seq_length = config.max_seq_length  # train short; the saved model keeps inference_length
     datasets, info = load_training_datasets(
         config.datasets,
         seed=context.recipe.seed,
@@ -247,6 +250,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
             resolved_config=to_plain(context.recipe),
             prompts=prompts or model.prompts,
         )
+        trainer.model.max_seq_length = inference_length
         save_model(trainer.model, final, prompts=prompts, extra_files={"README.md": card})
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()

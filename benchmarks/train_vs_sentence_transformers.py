@@ -1,0 +1,150 @@
+"""embedforge training vs plain sentence-transformers: same base, data, batch size, length and steps, one run.
+
+Peer: ``SentenceTransformerTrainer`` + ``MultipleNegativesRankingLoss`` (scale 20 = temperature 0.05) with
+the recommended ``BatchSamplers.NO_DUPLICATES`` and the default proportional multi-dataset sampler (the
+FIELD-NOTES baseline). embedforge: the same data and hyperparameters through ``embedforge train`` (InfoNCE
+with KaLM's focal reweighting, weighted homogeneous length-grouped batches). Both start from the same base
+and run the same number of optimizer steps; then both are evaluated with embedforge's MTEB evaluation.
+
+    python benchmarks/train_vs_sentence_transformers.py                     # 3,000 Debian pairs + 3,000 SNLI triplets
+    python benchmarks/train_vs_sentence_transformers.py --steps 60 --tasks data/eval/STSBenchmark
+
+Prints pairs/s for both, the ratio (target >= 1.5), and the per-task scores of base, peer and embedforge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data" / "train"
+
+
+def datasets_yaml(rows: int) -> list[dict]:
+    return [
+        {"name": "debian", "path": str(DATA / "debian/pairs.jsonl.gz"), "kind": "pairs",
+         "columns": {"anchor": "summary", "positive": "description"}, "max_rows": rows},
+        {"name": "snli", "path": str(DATA / "snli/triplets.jsonl"), "kind": "triplets", "max_rows": rows},
+    ]
+
+
+def run_peer(base: str, data, steps: int, args, output: Path) -> tuple[float, str]:
+    """Plain sentence-transformers; returns (training seconds, saved model path)."""
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    from embedforge.models import resolve_model_path
+
+    model = SentenceTransformer(str(resolve_model_path(base)))
+    model.max_seq_length = args.max_seq_length
+    loss = MultipleNegativesRankingLoss(model, scale=1 / args.temperature)
+    training_args = SentenceTransformerTrainingArguments(
+        output_dir=str(output), per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate,
+        warmup_steps=0.1, lr_scheduler_type="cosine", max_steps=steps, seed=args.seed, data_seed=args.seed,
+        batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", logging_steps=10, report_to=[],
+        use_cpu=True, disable_tqdm=True,
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=data, loss=loss)
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    model.save(str(output / "final"))
+    return seconds, str(output / "final")
+
+
+def run_embedforge(base: str, steps: int, args, output: Path) -> tuple[float, str, dict]:
+    from embedforge.recipes import recipe_from_dict, run_recipe
+
+    recipe = recipe_from_dict(
+        {
+            "name": "bench-embedforge",
+            "model": {"base": base, "max_seq_length": args.max_seq_length},
+            "output_dir": str(output),
+            "seed": args.seed,
+            "stages": {
+                "train": {
+                    "datasets": datasets_yaml(args.rows),
+                    "loss": {"temperature": args.temperature, "gamma": args.gamma},
+                    "batch_size": args.batch_size,
+                    "max_steps": steps,
+                    "learning_rate": args.learning_rate,
+                    "warmup_ratio": 0.1,
+                    "save_steps": steps,
+                    "logging_steps": 10,
+                    "trainer_args": {"report_to": [], "disable_tqdm": True},
+                }
+            },
+        },
+        "benchmark",
+    )
+    result = run_recipe(recipe, overwrite=True)
+    summary = result.stages["train"].summary
+    return summary["train_seconds"], result.final_model, summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", default="all-MiniLM-L6-v2")
+    parser.add_argument("--rows", type=int, default=3000, help="rows per dataset (Debian pairs, SNLI triplets)")
+    parser.add_argument("--steps", type=int, default=None, help="default: one epoch of the peer (rows*2/batch)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--learning-rate", type=float, default=2e-5)
+    parser.add_argument("--temperature", type=float, default=0.05)
+    parser.add_argument("--gamma", type=float, default=0.5, help="embedforge's focal gamma (KaLM-V2: 0.5)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--tasks", nargs="*", default=None, help="task dirs to score (default: data/eval/*)")
+    parser.add_argument("--output", default=None, help="work folder (default: a temporary one)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    from embedforge.data import load_training_datasets
+    from embedforge.evaluation import evaluate, load_tasks
+    from embedforge.evaluation.report import leaderboard_markdown
+
+    work = Path(args.output or tempfile.mkdtemp(prefix="bench-train-"))
+    data, info = load_training_datasets(datasets_yaml(args.rows), seed=args.seed)
+    steps = args.steps or sum(len(d) for d in data.values()) // args.batch_size
+    print(f"base {args.base} | {', '.join(f'{n} {len(d)} rows' for n, d in data.items())} | batch {args.batch_size} "
+          f"| max_seq_length {args.max_seq_length} | {steps} steps | lr {args.learning_rate}", flush=True)
+
+    peer_seconds, peer_model = run_peer(args.base, data, steps, args, work / "peer")
+    ours_seconds, our_model, summary = run_embedforge(args.base, steps, args, work / "embedforge")
+    anchors = steps * args.batch_size
+    peer_rate, our_rate = anchors / peer_seconds, anchors / ours_seconds
+    print(f"\nsentence-transformers (MNRL, NO_DUPLICATES): {peer_seconds:7.1f} s  {peer_rate:6.2f} pairs/s")
+    print(f"embedforge (InfoNCE, length-grouped):        {ours_seconds:7.1f} s  {our_rate:6.2f} pairs/s")
+    print(f"speed ratio embedforge / sentence-transformers = {our_rate / peer_rate:.2f}  (target >= 1.5)\n", flush=True)
+
+    tasks = load_tasks(args.tasks or [], None if args.tasks else REPO / "data" / "eval")
+    runs = {}
+    for label, model in (("base", args.base), ("sentence-transformers", peer_model), ("embedforge", our_model)):
+        report = evaluate(model, tasks, work / "eval" / label.replace(" ", "-"), model_name=label,
+                          max_seq_length=args.max_seq_length if label == "base" else None)
+        runs[label] = report.records
+    print(leaderboard_markdown(runs))
+    (work / "summary.json").write_text(json.dumps(
+        {"steps": steps, "peer_seconds": peer_seconds, "embedforge_seconds": ours_seconds,
+         "ratio": our_rate / peer_rate, "scores": {k: {r["task"]: r["main_score"] for r in v} for k, v in runs.items()}},
+        indent=2))
+    print(f"work folder: {work}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
