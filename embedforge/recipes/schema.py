@@ -73,7 +73,7 @@ class TrainStageConfig:
     max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
     sampling_temperature: float = 1.0  # dataset sampling p_i ∝ n_i^(1/T); explicit dataset weights override
     length_grouping: bool = True  # batch texts of similar length together (less padding, faster)
-    group_batches: int = 32  # batches per length group (larger: less padding, less randomness)
+    group_batches: int = 64  # batches per length group (larger: less padding, less randomness)
     bf16: str | bool = "auto"  # bf16 mixed precision: auto = where the device supports it (CUDA with bf16)
     gradient_checkpointing: bool = False  # recompute activations in backward (memory for compute)
     gradient_accumulation_steps: int = 1  # optimizer step every N batches (in-batch negatives stay per batch)

@@ -36,8 +36,9 @@ def row_texts(dataset: Dataset, index: int) -> list[str]:
     return [row["anchor"], row["positive"]]
 
 
-def total_lengths(dataset: Dataset) -> np.ndarray:
-    return np.array([len(a) + len(p) for a, p in zip(dataset["anchor"], dataset["positive"], strict=True)])
+def column_lengths(dataset: Dataset) -> np.ndarray:
+    """(rows, 2): characters of the anchor and of the positive (each column is padded on its own)."""
+    return np.array([[len(a), len(p)] for a, p in zip(dataset["anchor"], dataset["positive"], strict=True)])
 
 
 def multi(datasets, batch_size=8, seed=0, **options):
@@ -72,13 +73,13 @@ def test_no_duplicate_texts_inside_a_batch():
 
 def test_length_grouping_cuts_padding():
     dataset = make_dataset("len", 2048)
-    lengths = total_lengths(dataset)
+    lengths = column_lengths(dataset)
     grouped = LengthGroupedBatchSampler(dataset, 32, True, seed=0).batches(epoch=0)
     random = LengthGroupedBatchSampler(dataset, 32, True, seed=0, length_grouping=False).batches(epoch=0)
     grouped_padding, random_padding = padding_fraction(lengths, grouped), padding_fraction(lengths, random)
     assert grouped_padding < 0.5 * random_padding, (grouped_padding, random_padding)
     # still random across batches: batch order is not sorted by length
-    batch_means = [lengths[b].mean() for b in grouped]
+    batch_means = [lengths[b].sum(axis=1).mean() for b in grouped]
     assert batch_means != sorted(batch_means) and batch_means != sorted(batch_means, reverse=True)
 
 
