@@ -20,6 +20,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("embedforge.cli.eval", "evaluate a model on MTEB-style task directories"),
     "models": ("embedforge.cli.models", "list the offline model presets and where they resolve"),
+    "serve": ("embedforge.cli.serve", "serve a model over an OpenAI-compatible /v1/embeddings API"),
 }
 
 
