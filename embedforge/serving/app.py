@@ -361,7 +361,7 @@ def create_app(
 
 def _response_body(rows: np.ndarray, req: EmbeddingRequest, name: str, ranges: Int8Ranges, tokens: int) -> bytes:
     out = apply_output_options(rows, dimensions=req.dimensions, quantization=req.quantization, int8_ranges=ranges)
-    values = encode_rows(out, req.encoding_format)
+    values = encode_rows(out, req.encoding_format or "float")
     data = [{"object": "embedding", "index": index, "embedding": value} for index, value in enumerate(values)]
     body = {"object": "list", "data": data, "model": name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
     return json.dumps(body, separators=(",", ":")).encode()

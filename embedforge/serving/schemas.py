@@ -70,8 +70,8 @@ class EmbeddingRequest(BaseModel):
     input: Any = Field(description="A string or a list of strings (token arrays are not supported).")
     model: StrictStr = Field(description="The served model name (see GET /v1/models).")
     dimensions: StrictInt | None = Field(None, description="Matryoshka: keep the first N dims, then L2-renormalize.")
-    encoding_format: EncodingFormat = Field(
-        "float", description="float: JSON numbers; base64: little-endian bytes (float32, or the quantized bytes)."
+    encoding_format: EncodingFormat | None = Field(
+        None, description="float (default): JSON numbers; base64: little-endian bytes (float32, or quantized bytes)."
     )
     user: StrictStr | None = Field(None, description="Accepted for OpenAI compatibility; unused.")
     input_type: InputType | None = Field(
@@ -94,6 +94,8 @@ def parse_request(raw: bytes) -> EmbeddingRequest:
             f"The request body is not valid JSON ({error.msg} at line {error.lineno} column {error.colno}).",
             code="invalid_json",
         ) from None
+    except RecursionError:
+        raise APIError(400, "The request body nests JSON too deeply.", code="invalid_json") from None
     if not isinstance(payload, dict):
         raise APIError(
             400,
@@ -183,6 +185,13 @@ def normalize_input(value: Any, *, max_inputs: int) -> list[str]:
     for index, item in enumerate(items):
         param = "input" if single else f"input[{index}]"
         if isinstance(item, str):
+            if not item.isascii() and not _is_utf8_encodable(item):
+                raise APIError(
+                    400,
+                    f"'{param}' contains an unpaired UTF-16 surrogate (a lone \\ud800 escape); send valid Unicode.",
+                    param=param,
+                    code="invalid_value",
+                )
             if not item:
                 raise APIError(
                     400,
@@ -200,6 +209,14 @@ def normalize_input(value: Any, *, max_inputs: int) -> list[str]:
             )
         raise APIError(400, f"'{param}' must be a string, got {_json_type(item)}.", param=param, code="invalid_type")
     return items
+
+
+def _is_utf8_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _json_type(value: Any) -> str:

@@ -26,6 +26,15 @@ def _req(**overrides) -> bytes:
 MALFORMED = {
     "invalid-json": ("POST", "/v1/embeddings", b'{"model": "tiny-embed", "input": [', 400, None, "invalid_json"),
     "not-utf8": ("POST", "/v1/embeddings", b'{"model": "tiny-embed", "input": "\xff\xfe"}', 400, None, "invalid_json"),
+    "deeply-nested-json": ("POST", "/v1/embeddings", b"[" * 20_000, 400, None, "invalid_json"),
+    "lone-surrogate": (
+        "POST",
+        "/v1/embeddings",
+        b'{"model": "tiny-embed", "input": ["ok", "a\\ud800b"]}',
+        400,
+        "input[1]",
+        "invalid_value",
+    ),
     "body-is-array": ("POST", "/v1/embeddings", b'["hello"]', 400, None, "invalid_type"),
     "empty-body": ("POST", "/v1/embeddings", b"", 400, None, "invalid_json"),
     "missing-input": ("POST", "/v1/embeddings", _req(input=...), 400, "input", "missing_required_parameter"),
@@ -154,3 +163,64 @@ def test_errors_are_counted_by_status_in_metrics(http):
         if line.startswith('embedforge_requests_total{route="/v1/embeddings",status="400"}')
     )
     assert float(line.rsplit(" ", 1)[1]) >= 1
+
+
+# values of every JSON type, odd strings and numbers included
+_ODD_VALUES = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1,
+    7,
+    33,
+    2**70,
+    1.5,
+    -0.0,
+    "",
+    " ",
+    "tiny-embed",
+    "float",
+    "base64",
+    "query",
+    "int8",
+    "binary",
+    "\u0000",
+    "a\ud800",
+    "ünïcödé ✓",
+    "x" * 5000,
+    [],
+    [""],
+    ["ok"],
+    ["ok", 3],
+    [[1, 2]],
+    [None],
+    {},
+    {"a": 1},
+    [["nested"]],
+    ["ok"] * 9,
+]
+_FIELDS = ["input", "model", "dimensions", "encoding_format", "input_type", "quantization", "user", "extra"]
+
+
+def test_randomized_bodies_never_get_a_5xx(http):
+    """Seeded random mixes of fields and values: every answer is 2xx or 4xx with an error body."""
+    import random
+
+    rng = random.Random(1234)
+    statuses = set()
+    for _ in range(150):
+        body = {"model": "tiny-embed", "input": "a"} if rng.random() < 0.5 else {}
+        for field in rng.sample(_FIELDS, rng.randint(1, 4)):
+            body[field] = rng.choice(_ODD_VALUES)
+        raw = json.dumps(body).encode() if rng.random() < 0.9 else json.dumps(body).encode()[: rng.randint(0, 40)]
+        response = http.post("/v1/embeddings", content=raw)
+        statuses.add(response.status_code)
+        assert response.status_code < 500, (raw[:200], response.text)
+        if response.status_code >= 400:
+            assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+        else:
+            assert len(response.json()["data"]) >= 1
+    assert 200 in statuses and 400 in statuses  # both paths were exercised
+    assert http.get("/health").status_code == 200
