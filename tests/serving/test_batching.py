@@ -245,3 +245,40 @@ def test_queue_limit_refuses_with_429(prompted_model_dir):
         assert refused.status_code == 429
         assert refused.json()["error"]["code"] == "server_overloaded"
         assert holder.result().status_code == 200 and queued.result().status_code == 200
+
+
+def test_answered_callers_rejoin_the_next_batch():
+    """After a batch, the batcher waits (briefly) for the callers it answered before starting the next one."""
+    log = []
+    in_encoder, release = threading.Event(), threading.Event()
+
+    def encoder(texts, key):
+        if texts == ["a-1"]:
+            in_encoder.set()
+            release.wait(30)
+        return _number_encoder(log)(texts, key)
+
+    async def scenario():
+        # the first batch is held ~0.4 s, so the refill window after it is ~0.2 s (refill_fraction 0.5)
+        batcher = DynamicBatcher(encoder, max_batch_tokens=100, max_wait_ms=1, refill_fraction=0.5, max_refill_ms=1000)
+        await batcher.start()
+
+        async def looping_caller():
+            first = await batcher.submit(["a-1"], [1])
+            await asyncio.sleep(0.05)  # the client's own work between its requests (well inside the window)
+            second = await batcher.submit(["a-3"], [1])
+            return first, second
+
+        caller = asyncio.ensure_future(looping_caller())
+        while not in_encoder.is_set():  # a-1 is in the encoder, alone
+            await asyncio.sleep(0.001)
+        other = asyncio.ensure_future(batcher.submit(["b-2"], [1]))  # queued behind a-1
+        await asyncio.sleep(0.4)
+        release.set()
+        (first, second), third = await caller, await other
+        await batcher.stop()
+        return first, second, third
+
+    first, second, third = asyncio.run(scenario())
+    assert (first[0, 0], second[0, 0], third[0, 0]) == (1, 3, 2)
+    assert [texts for _, texts in log] == [["a-1"], ["b-2", "a-3"]]  # b-2 waited for a-3 instead of going alone
