@@ -323,8 +323,16 @@ def create_app(
             raise APIError(
                 500, f"Encoding failed inside the server: {type(error).__name__}: {error}", code="server_error"
             ) from None
-        build = (_response_body, rows, req, name, service.int8_ranges, sum(tokens))
-        body = await run_in_threadpool(*build) if rows.size > _THREAD_VALUES else build[0](*build[1:])
+        args = (rows, req, name, service.int8_ranges, sum(tokens))
+        try:
+            body = (
+                await run_in_threadpool(_response_body, *args) if rows.size > _THREAD_VALUES else _response_body(*args)
+            )
+        except Exception as error:
+            logger.exception("building the response failed")
+            raise APIError(
+                500, f"Building the response failed: {type(error).__name__}: {error}", code="server_error"
+            ) from None
         return Response(body, media_type="application/json")
 
     @app.get("/v1/models")

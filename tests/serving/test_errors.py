@@ -224,3 +224,24 @@ def test_randomized_bodies_never_get_a_5xx(http):
             assert len(response.json()["data"]) >= 1
     assert 200 in statuses and 400 in statuses  # both paths were exercised
     assert http.get("/health").status_code == 200
+
+
+def test_not_started_batcher_gives_503_health_and_error_body(prompted_model_dir):
+    """Without its lifespan (batcher not running) the app says so: 503 on /health and on embeddings."""
+    import asyncio
+
+    from embedforge.serving import create_app
+
+    app = create_app(prompted_model_dir, device="cpu")
+
+    async def scenario():
+        transport = httpx2.ASGITransport(app=app)  # does not run the lifespan
+        async with httpx2.AsyncClient(transport=transport, base_url="http://test") as client:
+            health = await client.get("/health")
+            embed = await client.post("/v1/embeddings", json={"model": "tiny-embed", "input": "hi"})
+        return health, embed
+
+    health, embed = asyncio.run(scenario())
+    assert health.status_code == 503 and health.json()["status"] == "unavailable"
+    assert embed.status_code == 503
+    assert embed.json()["error"]["type"] == "server_error" and embed.json()["error"]["code"] == "unavailable"
