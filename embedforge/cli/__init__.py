@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("embedforge.cli.train", "run a training recipe (YAML): pre-train -> fine-tune -> soup"),
     "eval": ("embedforge.cli.eval", "evaluate a model on MTEB-style task directories"),
     "models": ("embedforge.cli.models", "list the offline model presets and where they resolve"),
+    "serve": ("embedforge.cli.serve", "serve a model over an OpenAI-compatible /v1/embeddings API"),
 }
 
 

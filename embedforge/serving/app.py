@@ -1,0 +1,469 @@
+"""The FastAPI app: an OpenAI-compatible ``POST /v1/embeddings`` over one SentenceTransformer.
+
+Endpoints:
+
+* ``POST /v1/embeddings``: OpenAI's request and response (``input``, ``model``, ``dimensions``,
+  ``encoding_format``, ``user``; ``data[i].embedding``, ``usage.prompt_tokens``), plus the extras
+  ``input_type`` (``query`` / ``document``) and ``quantization`` (see :mod:`embedforge.serving.output`).
+* ``GET /v1/models`` (OpenAI list format) and ``GET /v1/models/{id}``.
+* ``GET /health``: 200 while the model is loaded and the batcher runs, else 503.
+* ``GET /metrics``: Prometheus text format (see :mod:`embedforge.serving.metrics`).
+
+Every error, including malformed JSON, wrong types, unknown routes and encoder failures, is
+answered with OpenAI's error body (``{"error": {"message", "type", "param", "code"}}``): 4xx for
+anything the client can fix, 500 only for a failure inside the server, which keeps serving.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+
+from embedforge.errors import ConfigError
+from embedforge.serving.batcher import BatcherClosed, DynamicBatcher, QueueFull
+from embedforge.serving.metrics import MetricsMiddleware, ServerMetrics
+from embedforge.serving.output import Int8Ranges, apply_output_options, encode_rows
+from embedforge.serving.schemas import (
+    INPUT_TYPES,
+    QUANTIZATIONS,
+    APIError,
+    EmbeddingRequest,
+    format_loc,
+    normalize_input,
+    parse_request,
+)
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+# input_type -> (SentenceTransformer method, prompt names it tries in order). Mirrors
+# SentenceTransformer.encode_query / encode_document, which we call, so the prompts match exactly.
+_INPUT_TYPES: dict[str | None, tuple[str, tuple[str, ...]]] = {
+    None: ("encode", ()),
+    "query": ("encode_query", ("query",)),
+    "document": ("encode_document", ("document", "passage", "corpus")),
+}
+assert set(_INPUT_TYPES) - {None} == set(INPUT_TYPES)
+
+# above these sizes, token counting and response building leave the event loop for a thread
+_THREAD_CHARS = 200_000
+_THREAD_VALUES = 500_000
+
+
+class EmbeddingService:
+    """The served model and what the endpoints need to know about it.
+
+    Args:
+        model: the loaded SentenceTransformer.
+        name: the model name clients send (``model`` field).
+        truncate: texts longer than ``max_seq_length`` tokens are truncated (``True``, like
+            ``encode``) or rejected with 400 ``context_length_exceeded`` (``False``).
+        encode_batch_size: ``batch_size`` passed to ``encode`` for each dynamic batch.
+        int8_ranges: ranges for int8 / uint8 output.
+    """
+
+    def __init__(
+        self,
+        model: SentenceTransformer,
+        *,
+        name: str,
+        truncate: bool = True,
+        encode_batch_size: int = 32,
+        int8_ranges: Int8Ranges | None = None,
+    ):
+        tokenizer = getattr(model, "tokenizer", None)
+        if tokenizer is None:
+            raise ConfigError("the model has no tokenizer; only text embedding models can be served")
+        dim = model.get_embedding_dimension()
+        if not dim:
+            raise ConfigError("the model does not report its embedding dimension; cannot serve it")
+        self.model = model
+        self.name = name
+        self.dim = int(dim)
+        self.truncate = truncate
+        self.encode_batch_size = encode_batch_size
+        self.int8_ranges = int8_ranges or Int8Ranges()
+        limit = model.max_seq_length or getattr(tokenizer, "model_max_length", None)
+        self.max_seq_length: int | None = int(limit) if limit and limit < 1_000_000 else None
+        # Token counting runs on the event loop or request threads while the encoder thread uses the
+        # model's tokenizer. A fast tokenizer's settings are mutable shared state ("Already borrowed"
+        # errors), so counting uses a private copy with truncation and padding switched off once;
+        # encode_batch then only reads it and is safe from several threads.
+        backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+        self._counter = copy.deepcopy(backend) if backend is not None else None
+        self._slow_counter = None if backend is not None else copy.deepcopy(tokenizer)
+        if self._counter is not None:
+            self._counter.no_truncation()
+            self._counter.no_padding()
+        self._slow_lock = threading.Lock()
+
+    def prompt_for(self, input_type: str | None) -> str | None:
+        """The prompt ``encode`` / ``encode_query`` / ``encode_document`` prepends for ``input_type``."""
+        prompts = self.model.prompts or {}
+        names = [name for name in _INPUT_TYPES[input_type][1] if name in prompts]
+        if names:
+            return prompts[names[0]]
+        # SentenceTransformer._resolve_prompt: without a prompt name, the default prompt applies
+        default = getattr(self.model, "default_prompt_name", None)
+        return prompts.get(default) if default is not None else None
+
+    def count_tokens(self, texts: Sequence[str], prompt: str | None) -> list[int]:
+        """Tokens per text as the model sees it (prompt and special tokens included), before truncation."""
+        full = [prompt + text for text in texts] if prompt else list(texts)
+        if self._counter is not None:
+            return [len(encoding.ids) for encoding in self._counter.encode_batch(full, add_special_tokens=True)]
+        with self._slow_lock:
+            ids = self._slow_counter(full, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        return [len(row) for row in ids]
+
+    def check_lengths(self, counts: list[int], *, single: bool) -> list[int]:
+        """Apply the length policy; returns the token counts actually encoded.
+
+        Raises:
+            APIError: 400 ``context_length_exceeded`` for the first too-long text when truncation is off.
+        """
+        limit = self.max_seq_length
+        if limit is None:
+            return counts
+        if not self.truncate:
+            for index, count in enumerate(counts):
+                if count > limit:
+                    param = "input" if single else f"input[{index}]"
+                    raise APIError(
+                        400,
+                        f"'{param}' is {count} tokens long (prompt and special tokens included); this model "
+                        f"reads at most {limit}. Shorten it, or start the server with truncation on.",
+                        param=param,
+                        code="context_length_exceeded",
+                    )
+        return [min(count, limit) for count in counts]
+
+    def encode(self, texts: list[str], input_type: str | None) -> np.ndarray:
+        """Encode exactly as ``SentenceTransformer.encode`` / ``encode_query`` / ``encode_document`` would."""
+        method = getattr(self.model, _INPUT_TYPES[input_type][0])
+        return method(texts, batch_size=self.encode_batch_size, show_progress_bar=False, convert_to_numpy=True)
+
+    def describe(self) -> dict[str, Any]:
+        """The extra fields shown by ``GET /v1/models``."""
+        return {
+            "dimensions": self.dim,
+            "max_seq_length": self.max_seq_length,
+            "truncate": self.truncate,
+            "input_types": list(INPUT_TYPES),
+            "prompts": dict(self.model.prompts or {}),
+            "quantizations": list(QUANTIZATIONS),
+            "int8_ranges": self.int8_ranges.describe(),
+        }
+
+
+def create_app(
+    model_or_path: str | os.PathLike[str] | SentenceTransformer,
+    *,
+    model_name: str | None = None,
+    device: str | None = None,
+    max_seq_length: int | None = None,
+    max_batch_tokens: int = 8192,
+    max_wait_ms: float = 5.0,
+    max_inputs: int = 2048,
+    encode_batch_size: int = 32,
+    truncate: bool = True,
+    max_body_bytes: int = 32 * 1024 * 1024,
+    max_queued_inputs: int | None = 65536,
+    int8_calibration: np.ndarray | Sequence[str] | None = None,
+    int8_range: float | None = None,
+) -> FastAPI:
+    """Build the embeddings app for one model.
+
+    Args:
+        model_or_path: a loaded ``SentenceTransformer``, a model folder, or an offline preset name
+            (loaded with :func:`embedforge.models.load_model`).
+        model_name: the name clients send as ``model``; defaults to the folder / preset name
+            (``"embedforge-model"`` for a model object).
+        device: torch device for loading (``None``: CUDA if available, else CPU).
+        max_seq_length: override the model's maximum tokens per text.
+        max_batch_tokens: token budget of one dynamic batch.
+        max_wait_ms: how long a request may wait for others to join its batch.
+        max_inputs: most texts in one request (more: 400 ``too_many_inputs``).
+        encode_batch_size: ``batch_size`` of ``encode`` inside a dynamic batch.
+        truncate: truncate texts longer than ``max_seq_length`` (like ``encode``); ``False``
+            rejects them with 400 ``context_length_exceeded``.
+        max_body_bytes: larger request bodies get 413.
+        max_queued_inputs: refuse new requests with 429 while this many texts wait (``None``: no limit).
+        int8_calibration: representative texts (encoded at start) or ``(m, dim)`` embeddings that
+            fix the int8 / uint8 ranges; see :mod:`embedforge.serving.output`.
+        int8_range: without calibration, the symmetric int8 range ``[-r, r]`` (default ``min(1, 4/sqrt(d))``).
+
+    Returns:
+        The FastAPI app; run it with uvicorn (or :func:`embedforge.serving.serve`). The batcher starts
+        and stops with the app's lifespan.
+
+    Raises:
+        ConfigError: a bad option (named, with its value).
+    """
+    _check_positive(
+        max_batch_tokens=max_batch_tokens,
+        max_inputs=max_inputs,
+        encode_batch_size=encode_batch_size,
+        max_body_bytes=max_body_bytes,
+    )
+    if max_wait_ms < 0:
+        raise ConfigError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+    if max_queued_inputs is not None and max_queued_inputs < max_inputs:
+        raise ConfigError(f"max_queued_inputs ({max_queued_inputs}) must be >= max_inputs ({max_inputs}) or None")
+    if int8_range is not None and not int8_range > 0:
+        raise ConfigError(f"int8_range must be a positive number, got {int8_range}")
+
+    model, default_name = _load(model_or_path, device=device, max_seq_length=max_seq_length)
+    name = model_name or default_name
+    ranges = Int8Ranges(calibration=_calibration_embeddings(model, int8_calibration), scale=int8_range)
+    service = EmbeddingService(
+        model, name=name, truncate=truncate, encode_batch_size=encode_batch_size, int8_ranges=ranges
+    )
+    metrics = ServerMetrics()
+    batcher = DynamicBatcher(
+        service.encode,
+        max_batch_tokens=max_batch_tokens,
+        max_wait_ms=max_wait_ms,
+        max_queued_inputs=max_queued_inputs,
+        on_batch=metrics.observe_batch,
+        on_queue=metrics.set_queue,
+    )
+    created = int(time.time())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await batcher.start()
+        logger.info(
+            "serving %r (%d dims, max %s tokens, truncate=%s)", name, service.dim, service.max_seq_length, truncate
+        )
+        try:
+            yield
+        finally:
+            await batcher.stop()
+
+    # FastAPI's native OpenTelemetry hooks cost time on every request and have no exporter here.
+    app = FastAPI(
+        title="embedforge embeddings", lifespan=lifespan, telemetry={"tracing": False, "metrics": False, "logs": False}
+    )
+    app.state.service = service
+    app.state.batcher = batcher
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    _add_error_handlers(app)
+
+    def model_card() -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": created, "owned_by": "embedforge", **service.describe()}
+
+    @app.post(
+        "/v1/embeddings",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": EmbeddingRequest.model_json_schema()}},
+            }
+        },
+    )
+    async def create_embeddings(request: Request) -> Response:
+        """Embed ``input`` (OpenAI-compatible)."""
+        req = parse_request(await _read_body(request, max_body_bytes))
+        if req.model != name:
+            raise APIError(
+                404,
+                f"The model '{req.model}' does not exist on this server; it serves '{name}'.",
+                param="model",
+                code="model_not_found",
+            )
+        texts = normalize_input(req.input, max_inputs=max_inputs)
+        if req.dimensions is not None and not 1 <= req.dimensions <= service.dim:
+            raise APIError(
+                400,
+                f"'dimensions' must be between 1 and {service.dim} for this model, got {req.dimensions}.",
+                param="dimensions",
+                code="invalid_value",
+            )
+        prompt = service.prompt_for(req.input_type)
+        big = sum(map(len, texts)) > _THREAD_CHARS
+        counts = (
+            await run_in_threadpool(service.count_tokens, texts, prompt)
+            if big
+            else service.count_tokens(texts, prompt)
+        )
+        tokens = service.check_lengths(counts, single=isinstance(req.input, str))
+        try:
+            rows = await batcher.submit(texts, tokens, key=req.input_type)
+        except QueueFull as error:
+            raise APIError(
+                429,
+                f"The server is overloaded ({error}); retry later.",
+                code="server_overloaded",
+                type="rate_limit_error",
+            ) from None
+        except BatcherClosed as error:
+            raise APIError(503, f"The server is not accepting work: {error}.", code="unavailable") from None
+        except Exception as error:
+            logger.exception("encoding failed")
+            raise APIError(
+                500, f"Encoding failed inside the server: {type(error).__name__}: {error}", code="server_error"
+            ) from None
+        args = (rows, req, name, service.int8_ranges, sum(tokens))
+        try:
+            body = (
+                await run_in_threadpool(_response_body, *args) if rows.size > _THREAD_VALUES else _response_body(*args)
+            )
+        except Exception as error:
+            logger.exception("building the response failed")
+            raise APIError(
+                500, f"Building the response failed: {type(error).__name__}: {error}", code="server_error"
+            ) from None
+        return Response(body, media_type="application/json")
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        """The served model, in OpenAI's list format."""
+        return {"object": "list", "data": [model_card()]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def get_model(model_id: str) -> dict[str, Any]:
+        """One model, or 404 ``model_not_found``."""
+        if model_id != name:
+            raise APIError(
+                404,
+                f"The model '{model_id}' does not exist on this server; it serves '{name}'.",
+                param="model",
+                code="model_not_found",
+            )
+        return model_card()
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        """200 while the model is loaded and the batcher runs."""
+        if batcher.alive:
+            return JSONResponse({"status": "ok", "model": name})
+        return JSONResponse({"status": "unavailable", "model": name}, status_code=503)
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        """Prometheus text exposition."""
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    return app
+
+
+def _response_body(rows: np.ndarray, req: EmbeddingRequest, name: str, ranges: Int8Ranges, tokens: int) -> bytes:
+    out = apply_output_options(rows, dimensions=req.dimensions, quantization=req.quantization, int8_ranges=ranges)
+    values = encode_rows(out, req.encoding_format or "float")
+    data = [{"object": "embedding", "index": index, "embedding": value} for index, value in enumerate(values)]
+    body = {"object": "list", "data": data, "model": name, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes (413) before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise APIError(400, f"Invalid Content-Length header {declared!r}.", code="invalid_request")
+        if int(declared) > limit:
+            raise APIError(
+                413,
+                f"The request body is {declared} bytes; this server accepts at most {limit}.",
+                code="request_too_large",
+            )
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise APIError(413, f"The request body exceeds {limit} bytes.", code="request_too_large")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise APIError(
+            499, "The client closed the connection before sending the whole body.", code="client_closed_request"
+        ) from None
+    return b"".join(chunks)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def api_error(_: Request, error: APIError) -> JSONResponse:
+        return JSONResponse(error.body(), status_code=error.status)
+
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        message = error.detail if isinstance(error.detail, str) else json.dumps(error.detail)
+        body = APIError(error.status_code, message, code=_HTTP_CODES.get(error.status_code)).body()
+        return JSONResponse(body, status_code=error.status_code, headers=getattr(error, "headers", None))
+
+    async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {}
+        param = format_loc(tuple(part for part in first.get("loc", ()) if part not in ("body", "path", "query")))
+        body = APIError(
+            400, f"Invalid request: {first.get('msg', 'invalid')}.", param=param or None, code="invalid_value"
+        ).body()
+        return JSONResponse(body, status_code=400)
+
+    async def unexpected_error(_: Request, error: Exception) -> JSONResponse:
+        logger.error("unexpected error: %s: %s", type(error).__name__, error)
+        return JSONResponse(APIError(500, "Internal server error.", code="server_error").body(), status_code=500)
+
+    app.add_exception_handler(APIError, api_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected_error)
+
+
+def _load(model_or_path: Any, *, device: str | None, max_seq_length: int | None) -> tuple[SentenceTransformer, str]:
+    if isinstance(model_or_path, str | os.PathLike):
+        from embedforge.models import load_model
+
+        model = load_model(model_or_path, device=device, max_seq_length=max_seq_length)
+        return model, Path(str(model_or_path)).name or str(model_or_path)
+    model = model_or_path
+    if max_seq_length is not None:
+        if max_seq_length <= 0:
+            raise ConfigError(f"max_seq_length must be a positive integer, got {max_seq_length}")
+        model.max_seq_length = max_seq_length
+    model.eval()
+    return model, "embedforge-model"
+
+
+def _calibration_embeddings(model: SentenceTransformer, calibration: Any) -> np.ndarray | None:
+    if calibration is None:
+        return None
+    if isinstance(calibration, np.ndarray):
+        array = calibration
+    else:
+        texts = list(calibration)
+        if not texts or not all(isinstance(text, str) and text for text in texts):
+            raise ConfigError("int8_calibration must be non-empty texts or an (m, dim) array of embeddings")
+        array = model.encode(texts, show_progress_bar=False, convert_to_numpy=True)
+    dim = model.get_embedding_dimension()
+    if array.ndim != 2 or array.shape[1] != dim or len(array) < 2:
+        raise ConfigError(f"int8_calibration embeddings must have shape (m >= 2, {dim}), got {array.shape}")
+    return array.astype(np.float32)
+
+
+def _check_positive(**values: int) -> None:
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {value!r}")

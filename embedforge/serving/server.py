@@ -1,0 +1,118 @@
+"""Run the embeddings app with uvicorn: in the foreground (:func:`serve`) or in a thread (:class:`ServerThread`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+
+def serve(
+    model_or_path: str | os.PathLike[str] | SentenceTransformer,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "info",
+    access_log: bool = True,
+    **app_options: Any,
+) -> None:
+    """Serve ``model_or_path`` over HTTP until interrupted (Ctrl-C / SIGTERM).
+
+    Args:
+        model_or_path: a loaded ``SentenceTransformer``, a model folder, or a preset name.
+        host: interface to bind (``0.0.0.0`` to accept remote clients).
+        port: TCP port.
+        log_level: uvicorn's log level.
+        access_log: log one line per request.
+        **app_options: passed to :func:`embedforge.serving.create_app` (``model_name``,
+            ``max_batch_tokens``, ``max_wait_ms``, ``max_inputs``, ``truncate``, ...).
+
+    Example:
+        >>> from embedforge.serving import serve
+        >>> serve("all-MiniLM-L6-v2", port=8000)  # doctest: +SKIP
+
+        then, from any OpenAI client::
+
+            OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused").embeddings.create(
+                model="all-MiniLM-L6-v2", input=["a text"], dimensions=128)
+    """
+    import uvicorn
+
+    from embedforge.serving.app import create_app
+
+    app = create_app(model_or_path, **app_options)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+
+
+class ServerThread:
+    """Run an app with uvicorn in a background thread (tests, benchmarks, notebooks).
+
+    Binds before starting, so ``port=0`` picks a free port with no race; :attr:`url` is the base URL.
+
+    Example:
+        >>> with ServerThread(create_app("all-MiniLM-L6-v2")) as server:  # doctest: +SKIP
+        ...     OpenAI(base_url=server.url + "/v1", api_key="x").embeddings.create(...)
+    """
+
+    def __init__(self, app: FastAPI, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):
+        self.app = app
+        self.host = host
+        self.port = port
+        self.log_level = log_level
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the running server."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> ServerThread:
+        """Bind, start uvicorn in a daemon thread and wait until it accepts connections."""
+        import uvicorn
+
+        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and
+        # without it every response waits ~40 ms for a delayed ACK (Nagle) between its head and body.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self.app, log_level=self.log_level, access_log=False, lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"embedforge-server-{self.port}"
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("the server thread exited during start-up (see the log)")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start within {timeout} s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask uvicorn to exit and wait for the thread."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.warning("the server thread did not stop within %s s", timeout)
+        self._thread = None
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
