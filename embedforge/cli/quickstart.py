@@ -17,8 +17,14 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", default="recipes/quickstart.yaml", help="recipe (default recipes/quickstart.yaml)")
     parser.add_argument("--fresh", action="store_true", help="discard an earlier quickstart run and train again")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a recipe value (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value (repeatable)",
+    )
     parser.add_argument("--quiet", action="store_true", help="warnings only")
 
 
@@ -29,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
 
     recipe = Path(args.recipe)
     if not recipe.is_file():
-        raise ConfigError(f"{recipe}: not found; run the quickstart from the repository root (bash scripts/quickstart.sh)")
+        raise ConfigError(
+            f"{recipe}: not found; run the quickstart from the repository root (bash scripts/quickstart.sh)"
+        )
     for noisy in ("mteb", "datasets", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     result = train(recipe, args.overrides, resume=not args.fresh, overwrite=args.fresh)
