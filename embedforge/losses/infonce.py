@@ -105,7 +105,7 @@ class InfoNCELoss(nn.Module):
     References:
         - Zhao et al., KaLM-Embedding-V2, 2025, Section 3.2, Eq. 3-7 (https://arxiv.org/abs/2506.20923).
         - ByteDance Seed, Seed1.5-Embedding, 2025 (false-negative filtering, task-aware negatives).
-        - Limkonchotiwat et al., SEA-Embedding, 2026, Section 2.2.1 (https://arxiv.org/abs/2606.03027).
+        - Limkonchotiwat et al., SEA-Embedding, 2026, Section 2.2.1.
         - Günther et al., Jina Embeddings 2, 2023 (symmetric InfoNCE, https://arxiv.org/abs/2310.19923).
         - Lin et al., Focal Loss for Dense Object Detection, ICCV 2017.
 
@@ -406,8 +406,6 @@ CITATION = """
 @misc{limkonchotiwat2026seaembedding,
     title={SEA-Embedding: Open and Reproducible Text Embeddings for Southeast Asia},
     author={Peerat Limkonchotiwat and Raymond Ng and Sarana Nutanong and Jian Gang Ngui},
-    year={2026},
-    eprint={2606.03027},
-    archivePrefix={arXiv}
+    year={2026}
 }
 """

@@ -61,7 +61,7 @@ class SDMLoss(nn.Module):
 
     References:
         - Limkonchotiwat et al., SEA-Embedding: Open and Reproducible Text Embeddings for Southeast Asia, 2026,
-          Section 2.2.2 (https://arxiv.org/abs/2606.03027).
+          Section 2.2.2.
         - He et al., Momentum Contrast (MoCo), CVPR 2020 (the FIFO queue).
 
     Inputs:
@@ -209,8 +209,6 @@ class SDMLoss(nn.Module):
 @misc{limkonchotiwat2026seaembedding,
     title={SEA-Embedding: Open and Reproducible Text Embeddings for Southeast Asia},
     author={Peerat Limkonchotiwat and Raymond Ng and Sarana Nutanong and Jian Gang Ngui},
-    year={2026},
-    eprint={2606.03027},
-    archivePrefix={arXiv}
+    year={2026}
 }
 """
