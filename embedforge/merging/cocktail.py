@@ -57,8 +57,10 @@ def load_examples(configs: Sequence[Any], seed: int = 0) -> list[tuple[Any, dict
     """
     import dataclasses
 
+    from embedforge.data.config import DatasetConfig
     from embedforge.data.loading import load_training_datasets
 
+    configs = [c if isinstance(c, DatasetConfig) else DatasetConfig.from_dict(c, "examples") for c in configs]
     configs = [dataclasses.replace(c, loss="infonce") for c in configs]
     datasets, info = load_training_datasets(configs, seed=seed)
     return [(datasets[c.name], info.prompts[c.name]) for c in configs]

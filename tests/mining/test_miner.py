@@ -217,3 +217,21 @@ def test_brute_force_helper_detects_a_wrong_window(tiny_model):
     with pytest.raises(AssertionError, match="outside the window"):
         check_window(result.dataset, scores, positives, range_min=0, range_max=10)
     assert np.isfinite(result.stats.mean_negative_score)
+
+
+def test_mine_cli_writes_triplets_a_recipe_can_read(tiny_model_dir, tmp_path, capsys):
+    from embedforge.cli import main
+    from embedforge.data import load_training_datasets
+
+    out = tmp_path / "mined.jsonl"
+    argv = ["mine", "--model", str(tiny_model_dir), "--data", str(DATA / "debian/pairs.jsonl.gz")]
+    argv += ["--columns", "anchor=summary", "positive=description", "--max-rows", "40", "--instruction", INSTRUCTION]
+    window = ["--range-min", "3", "--range-max", "15", "--num-negatives", "2", "--relative-margin", "none"]
+    assert main([*argv, *window, "--output", str(out), "--quiet"]) == 0
+    assert '"rows": 40' in capsys.readouterr().out
+    datasets, info = load_training_datasets([{"name": "mined", "path": str(out), "kind": "triplets"}])
+    assert info["mined"].num_negatives == 2 and info["mined"].rows == 40
+    assert main([*argv, "--range-min", "5", "--range-max", "3", "--output", str(out)]) == 2
+    assert "range_max: must be greater than range_min (5), got 3" in capsys.readouterr().err
+    assert main([*argv, *window, "--corpus", str(tmp_path / "missing.jsonl"), "--output", str(out)]) == 2
+    assert "missing.jsonl: corpus file not found" in capsys.readouterr().err

@@ -8,8 +8,7 @@ start from it::
     soup:
       type: merge
       models: [finetune, finetune2, "finetune/checkpoint-400", /models/other-run/final]
-      method: weighted            # uniform (default) | weighted | cocktail
-      weights: [0.4, 0.3, 0.2, 0.1]
+      weights: [0.4, 0.3, 0.2, 0.1]  # method: weighted (implied by weights); uniform without; or cocktail
 
 ``method: cocktail`` takes its weights from each ingredient's InfoNCE loss on a few examples (LM-Cocktail)::
 
@@ -40,7 +39,7 @@ class MergeStageConfig:
 
     models: list[str]  # stage names, "<stage>/checkpoint-N", "base", or model folders (at least two)
     type: str = "merge"
-    method: str = "uniform"  # uniform | weighted | cocktail
+    method: str | None = None  # uniform | weighted | cocktail; None = weighted if weights are given, else uniform
     weights: list[float] | None = None  # weighted: one per model (normalized to sum to 1)
     datasets: list[DatasetConfig] = field(default_factory=list)  # cocktail: a few target-task examples (max_rows)
     temperature: float = 5.0  # cocktail: T in softmax(-loss / T) (LM-Cocktail's default)
@@ -50,11 +49,17 @@ def validate(config: MergeStageConfig, where: str) -> None:
     """Check the method, the weights and the examples when the recipe is loaded."""
     from embedforge.merging.soup import check_merge_options
 
-    check_merge_options(config.method, len(config.models), config.weights, bool(config.datasets), where)
-    if config.datasets and config.method != "cocktail":
+    method = merge_method(config)
+    check_merge_options(method, len(config.models), config.weights, bool(config.datasets), where)
+    if config.datasets and method != "cocktail":
         raise ConfigError(f"{where}.datasets: only method 'cocktail' uses example datasets")
     if not config.temperature > 0:
         raise ConfigError(f"{where}.temperature: must be > 0, got {config.temperature}")
+
+
+def merge_method(config: MergeStageConfig) -> str:
+    """The method, with the default filled in (weighted when weights are given, else uniform)."""
+    return config.method or ("weighted" if config.weights is not None else "uniform")
 
 
 def resolve_ingredient(ref: str, context: StageContext, where: str) -> str:
@@ -95,7 +100,8 @@ def run(config: MergeStageConfig, context: StageContext) -> StageResult:
     where = f"{context.recipe.source}: stages.{context.name}.models"
     paths = [resolve_ingredient(ref, context, f"{where}[{i}]") for i, ref in enumerate(config.models)]
     final = context.directory / "final"
-    summary: dict = {"method": config.method}
+    method = merge_method(config)
+    summary: dict = {"method": method}
     state = PartialState(cpu=not torch.cuda.is_available())
     if state.is_main_process:  # one process merges; under torchrun the others wait for the folder
         examples = None
@@ -104,7 +110,7 @@ def run(config: MergeStageConfig, context: StageContext) -> StageResult:
             examples = load_examples(datasets, seed=context.recipe.seed)
         result = merge_models(
             paths,
-            method=config.method,
+            method=method,
             weights=config.weights,
             names=list(config.models),
             examples=examples,
@@ -117,7 +123,7 @@ def run(config: MergeStageConfig, context: StageContext) -> StageResult:
         ]
         if result.example_losses is not None:
             summary["example_losses"] = [round(loss, 6) for loss in result.example_losses]
-        logger.info("stage %s: saved the %s soup of %d models to %s", context.name, config.method, len(paths), final)
+        logger.info("stage %s: saved the %s soup of %d models to %s", context.name, method, len(paths), final)
     state.wait_for_everyone()
     return StageResult(model_path=str(final), summary=summary)
 
