@@ -142,7 +142,9 @@ def _resolve_paths(data: dict[str, Any], base: Path, source: str) -> dict[str, A
                     stage[key] = resolve(value)
             if isinstance(stage.get("models"), list):
                 stage["models"] = [
-                    resolve(m) if isinstance(m, str) and m.split("/")[0] not in stages and m != "base" else m
+                    resolve(m)
+                    if isinstance(m, str) and m.split("/")[0] not in stages and m != "base" and get_preset(m) is None
+                    else m
                     for m in stage["models"]
                 ]
     return data

@@ -235,3 +235,11 @@ def test_mine_cli_writes_triplets_a_recipe_can_read(tiny_model_dir, tmp_path, ca
     assert "range_max: must be greater than range_min (5), got 3" in capsys.readouterr().err
     assert main([*argv, *window, "--corpus", str(tmp_path / "missing.jsonl"), "--output", str(out)]) == 2
     assert "missing.jsonl: corpus file not found" in capsys.readouterr().err
+
+
+def test_faiss_search_finds_the_same_negatives_as_torch(tiny_model):
+    pytest.importorskip("faiss")
+    options = {"range_min": 3, "range_max": 12, "num_negatives": 3, "sampling": "top", "relative_margin": None}
+    with_torch = mine_hard_negatives(tiny_model, debian(40), **options).dataset.to_list()
+    with_faiss = mine_hard_negatives(tiny_model, debian(40), use_faiss=True, **options).dataset.to_list()
+    assert with_faiss == with_torch
