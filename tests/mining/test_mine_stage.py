@@ -177,13 +177,13 @@ def test_merge_references_are_checked_with_the_stage_and_key(tmp_path, tiny_mode
     out = tmp_path / "out"
     (out / "finetune" / "checkpoint-2").mkdir(parents=True)
     context = StageContext(
-        recipe,
-        "soup",
-        out / "soup",
-        False,
-        {"base": str(tiny_model_dir), "finetune": str(out / "finetune" / "final")},
-        str(out / "finetune" / "final"),
-        {"finetune": {}, "mine": {}},
+        recipe=recipe,
+        name="soup",
+        directory=out / "soup",
+        resume=False,
+        models={"base": str(tiny_model_dir), "finetune": str(out / "finetune" / "final")},
+        previous_model=str(out / "finetune" / "final"),
+        summaries={"finetune": {}, "mine": {}},
     )
     where = "stages.soup.models[1]"
     assert resolve_ingredient("finetune/checkpoint-2", context, where) == str(out / "finetune" / "checkpoint-2")
