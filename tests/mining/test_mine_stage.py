@@ -32,7 +32,7 @@ def soup_recipe(base: Path, output: Path) -> dict:
         str(DATA / "debian/pairs.jsonl.gz"),
         "pairs",
         columns={"anchor": "summary", "positive": "description"},
-        max_rows=64,
+        max_rows=160,
     )
     train = {"batch_size": 8, "max_steps": 2, "save_steps": 1, "logging_steps": 1, "learning_rate": 1e-3}
     return {
@@ -45,12 +45,13 @@ def soup_recipe(base: Path, output: Path) -> dict:
             "mine": {
                 "type": "mine",
                 "datasets": [source],
-                "range_min": 2,
-                "range_max": 12,
+                "range_min": 5,
+                "range_max": 50,
                 "num_negatives": 3,
                 "relative_margin": None,
             },
-            "finetune": {"datasets": [debian("mined", "@mine/debian.jsonl", "triplets")], **train},
+            # small batches: on 160 texts a tiny random model's negatives repeat, and batches must not repeat a text
+            "finetune": {"datasets": [debian("mined", "@mine/debian.jsonl", "triplets")], **train, "batch_size": 4},
             "soup": {
                 "type": "merge",
                 "models": ["finetune", "pretrain", "finetune/checkpoint-1"],
@@ -70,7 +71,7 @@ def test_pretrain_mine_finetune_merge_recipe(tmp_path, tiny_bert_dir):
     mine = json.loads((out / "mine" / "stage.json").read_text())["summary"]
     assert mine["model"] == str(out / "pretrain" / "final")
     rows = [json.loads(line) for line in (out / "mine" / "debian.jsonl").read_text().splitlines()]
-    assert len(rows) == mine["mined"]["debian"]["rows"] == 64
+    assert len(rows) == mine["mined"]["debian"]["rows"] == 160
     assert set(rows[0]) == {"anchor", "positive", "negative_1", "negative_2", "negative_3"}
     assert all(row["positive"] not in (row["negative_1"], row["negative_2"], row["negative_3"]) for row in rows)
     finetune = json.loads((out / "finetune" / "stage.json").read_text())["summary"]
