@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert-gguf": ("embedforge.cli.convert", "turn a GGUF LLM (file or PyPI package) into a model folder"),
     "train": ("embedforge.cli.train", "run a training recipe (YAML): pre-train -> fine-tune -> soup"),
     "eval": ("embedforge.cli.eval", "evaluate a model on MTEB-style task directories"),
+    "mine": ("embedforge.cli.mine", "mine hard negatives for (anchor, positive) data with a model"),
+    "merge": ("embedforge.cli.merge", "average models of one architecture into a model soup"),
     "models": ("embedforge.cli.models", "list the offline model presets and where they resolve"),
     "serve": ("embedforge.cli.serve", "serve a model over an OpenAI-compatible /v1/embeddings API"),
 }

@@ -19,6 +19,7 @@ import yaml
 
 from embedforge.errors import ConfigError, did_you_mean
 from embedforge.recipes.schema import STAGE_TYPES, Recipe
+from embedforge.recipes.stage_paths import check_stage_paths
 from embedforge.utils.config import dataclass_from_dict
 
 
@@ -65,6 +66,7 @@ def recipe_from_dict(data: Mapping[str, Any], source: str = "recipe") -> Recipe:
         if validate is not None:
             validate(config, where)
         typed[str(name)] = config
+    check_stage_paths(typed, source)
     recipe.stages = typed
     recipe.source = source
     return recipe
@@ -109,7 +111,8 @@ def _resolve_paths(data: dict[str, Any], base: Path, source: str) -> dict[str, A
     from embedforge.models.presets import get_preset
 
     def resolve(value: Any) -> Any:
-        if isinstance(value, str) and value and not os.path.isabs(value) and "://" not in value:
+        # "@stage/..." paths are relative to the run's output folder, resolved when the stage runs (stage_paths)
+        if isinstance(value, str) and value and not os.path.isabs(value) and "://" not in value and value[0] != "@":
             return str((base / value).resolve())
         return value
 
@@ -139,7 +142,9 @@ def _resolve_paths(data: dict[str, Any], base: Path, source: str) -> dict[str, A
                     stage[key] = resolve(value)
             if isinstance(stage.get("models"), list):
                 stage["models"] = [
-                    resolve(m) if isinstance(m, str) and m.split("/")[0] not in stages and m != "base" else m
+                    resolve(m)
+                    if isinstance(m, str) and m.split("/")[0] not in stages and m != "base" and get_preset(m) is None
+                    else m
                     for m in stage["models"]
                 ]
     return data
@@ -156,4 +161,4 @@ def _resolve_fields(mapping: Any, keys: Sequence[str], resolve) -> None:
 
 def _register_builtin_stages() -> None:
     # importing the stage modules registers them (kept out of module import for start-up speed)
-    from embedforge.recipes.stages import evaluate, train  # noqa: F401
+    from embedforge.recipes.stages import evaluate, merge, mine, train  # noqa: F401

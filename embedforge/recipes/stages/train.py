@@ -142,6 +142,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
     from embedforge.data.instructions import model_prompts
     from embedforge.data.sampler import batch_sampler
     from embedforge.models import save_model
+    from embedforge.recipes.stage_paths import resolve_stage_paths
     from embedforge.training.callbacks import RunSummaryCallback, ThroughputCallback, plot_loss_curve
     from embedforge.training.checkpoints import CompleteCheckpointCallback, checkpoints, last_complete_checkpoint
     from embedforge.training.model_card import model_card
@@ -159,7 +160,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
     if config.max_seq_length is not None:
         model.max_seq_length = config.max_seq_length  # train short; the saved model keeps inference_length
     datasets, info = load_training_datasets(
-        config.datasets,
+        resolve_stage_paths(config.datasets, directory.parent),  # "@mine/x.jsonl": an earlier stage's file
         seed=context.recipe.seed,
         temperature=config.sampling_temperature,
         eval_dirs=config.decontaminate_against or None,

@@ -1,0 +1,133 @@
+"""The ``merge`` stage: a model soup of earlier stages' models and checkpoints (KaLM-Embedding-V2 §3.3).
+
+``models`` entries are stage names (their final model), ``<stage>/<sub folder>`` (e.g. a checkpoint:
+``finetune/checkpoint-400``), ``base``, or model folders. The result is ``<stage>/final``, a SentenceTransformer
+folder with the first ingredient's modules and prompts and a model card listing the ingredients; later stages
+start from it::
+
+    soup:
+      type: merge
+      models: [finetune, finetune2, "finetune/checkpoint-400", /models/other-run/final]
+      weights: [0.4, 0.3, 0.2, 0.1]  # method: weighted (implied by weights); uniform without; or cocktail
+
+``method: cocktail`` takes its weights from each ingredient's InfoNCE loss on a few examples (LM-Cocktail)::
+
+    soup:
+      type: merge
+      models: [finetune_a, finetune_b]
+      method: cocktail
+      datasets: [{name: target, path: data/target.jsonl, kind: triplets, max_rows: 8}]
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embedforge.data.config import DatasetConfig
+from embedforge.errors import ConfigError, did_you_mean
+from embedforge.recipes.runner import StageContext, StageResult
+from embedforge.recipes.schema import STAGE_TYPES, StageType, register_stage_type
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class MergeStageConfig:
+    """Average the parameters of models of the recipe (see :mod:`embedforge.merging`)."""
+
+    models: list[str]  # stage names, "<stage>/checkpoint-N", "base", or model folders (at least two)
+    type: str = "merge"
+    method: str | None = None  # uniform | weighted | cocktail; None = weighted if weights are given, else uniform
+    weights: list[float] | None = None  # weighted: one per model (normalized to sum to 1)
+    datasets: list[DatasetConfig] = field(default_factory=list)  # cocktail: a few target-task examples (max_rows)
+    temperature: float = 5.0  # cocktail: T in softmax(-loss / T) (LM-Cocktail's default)
+
+
+def validate(config: MergeStageConfig, where: str) -> None:
+    """Check the method, the weights and the examples when the recipe is loaded."""
+    from embedforge.merging.soup import check_merge_options
+
+    method = merge_method(config)
+    check_merge_options(method, len(config.models), config.weights, bool(config.datasets), where)
+    if config.datasets and method != "cocktail":
+        raise ConfigError(f"{where}.datasets: only method 'cocktail' uses example datasets")
+    if not config.temperature > 0:
+        raise ConfigError(f"{where}.temperature: must be > 0, got {config.temperature}")
+
+
+def merge_method(config: MergeStageConfig) -> str:
+    """The method, with the default filled in (weighted when weights are given, else uniform)."""
+    return config.method or ("weighted" if config.weights is not None else "uniform")
+
+
+def resolve_ingredient(ref: str, context: StageContext, where: str) -> str:
+    """A ``models`` entry -> a model path (or preset name), with errors that say which entry and why."""
+    from embedforge.models.presets import get_preset
+
+    stages = context.recipe.stages
+    head = ref.split("/", 1)[0]
+    if ref == "base" or ref in stages:
+        if ref in stages and not STAGE_TYPES[stages[ref].type].produces_model:
+            raise ConfigError(f"{where}: stage {ref!r} ({stages[ref].type}) makes no model to merge")
+        return context.model_ref(ref)
+    if head in stages and "/" in ref:
+        if head not in context.summaries:
+            raise ConfigError(f"{where}: {ref!r} is in stage {head!r}, which has not run before this one")
+        path = context.directory.parent / ref
+        if not path.is_dir():
+            found = sorted(p.name for p in (context.directory.parent / head).iterdir() if p.is_dir())
+            raise ConfigError(f"{where}: {path} does not exist; stage {head!r} has: {', '.join(found) or 'nothing'}")
+        return str(path)
+    if Path(ref).is_dir() or get_preset(ref) is not None:
+        return ref
+    raise ConfigError(
+        f"{where}: {ref!r} is neither a stage before this one nor a model folder."
+        f"{did_you_mean(Path(ref).name, [*context.models, *(s for s in stages if s != context.name)])}"
+    )
+
+
+def run(config: MergeStageConfig, context: StageContext) -> StageResult:
+    """Resolve the ingredients, average them, save ``<stage>/final`` with a model card."""
+    import torch
+    from accelerate import PartialState
+
+    from embedforge.merging.cocktail import load_examples
+    from embedforge.merging.soup import merge_models, save_soup
+    from embedforge.recipes.stage_paths import resolve_stage_paths
+
+    where = f"{context.recipe.source}: stages.{context.name}.models"
+    paths = [resolve_ingredient(ref, context, f"{where}[{i}]") for i, ref in enumerate(config.models)]
+    final = context.directory / "final"
+    method = merge_method(config)
+    summary: dict = {"method": method}
+    state = PartialState(cpu=not torch.cuda.is_available())
+    if state.is_main_process:  # one process merges; under torchrun the others wait for the folder
+        examples = None
+        if config.datasets:
+            datasets = resolve_stage_paths(config.datasets, context.directory.parent)
+            examples = load_examples(datasets, seed=context.recipe.seed)
+        result = merge_models(
+            paths,
+            method=method,
+            weights=config.weights,
+            names=list(config.models),
+            examples=examples,
+            temperature=config.temperature,
+        )
+        save_soup(result, final, title=f"{context.recipe.name} ({context.name})", paths=paths)
+        summary["ingredients"] = [
+            {"model": ref, "path": path, "weight": round(weight, 6)}
+            for ref, path, weight in zip(config.models, paths, result.weights, strict=True)
+        ]
+        if result.example_losses is not None:
+            summary["example_losses"] = [round(loss, 6) for loss in result.example_losses]
+        logger.info("stage %s: saved the %s soup of %d models to %s", context.name, method, len(paths), final)
+    state.wait_for_everyone()
+    return StageResult(model_path=str(final), summary=summary)
+
+
+run.validate = validate  # checked by the recipe loader
+
+register_stage_type(StageType(name="merge", config_class=MergeStageConfig, run=run, produces_model=True))
