@@ -136,7 +136,7 @@ def _resolve_paths(data: dict[str, Any], base: Path, source: str) -> dict[str, A
             if stage_type is not None:
                 _resolve_fields(stage, stage_type.path_fields, resolve)
             # "init"/"model" may name a stage, "base", or a folder: only folders are resolved
-            for key in ("init", "model"):
+            for key in ("init", "model", "teacher"):
                 value = stage.get(key)
                 if isinstance(value, str) and value != "base" and value not in stages and get_preset(value) is None:
                     stage[key] = resolve(value)

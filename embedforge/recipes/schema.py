@@ -60,6 +60,8 @@ class TrainStageConfig:
     gradcache_mini_batch: int | None = (
         None  # GradCache: embed in mini-batches of this size (negatives independent of memory)
     )
+    teacher: str | None = None  # distillation (SEA's SDM): frozen teacher whose embeddings become the label column
+    teacher_batch_size: int = 64  # batch size for encoding the training texts with the teacher
     router_aux_loss_coef: float | None = (
         None  # MoE backbones: weight of the router load-balancing loss (None: model config)
     )

@@ -96,3 +96,13 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_pa
     assert (stage / "checkpoint-2" / ".embedforge-complete").is_file()
     assert not (stage / "checkpoint-4").exists() and not (stage / "final").exists()
     assert not (stage / "stage.json").exists()
+
+
+def test_distillation_stage_with_a_teacher_trains_the_student(tmp_path, tiny_bert_dir):
+    """SEA's SDM: the teacher's embeddings of every column become labels; the student matches its distributions."""
+    raw = tiny_recipe(tiny_bert_dir, tmp_path / "out", loss={"name": "sdm", "queue_size": 64}, teacher="base")
+    raw["stages"]["finetune"]["datasets"] = raw["stages"]["finetune"]["datasets"][:1]  # SNLI triplets
+    assert main(["train", str(write_recipe(tmp_path / "sdm.yaml", raw)), "--quiet"]) == 0
+    summary = json.loads((tmp_path / "out" / "finetune" / "stage.json").read_text())["summary"]
+    assert "SDMLoss" in summary["losses"]["snli"] and summary["final_loss"] is not None
+    assert np.isfinite(summary["final_loss"])

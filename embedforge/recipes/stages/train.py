@@ -83,8 +83,10 @@ def _check_trainer_args(trainer_args: dict[str, Any], where: str) -> None:
             raise ConfigError(f"{where}.{key}: not a training argument.{did_you_mean(key, valid)}")
 
 
-def build_losses(config: TrainStageConfig, model: Any, info: Any, world_size: int) -> dict[str, Any]:
-    """One loss per dataset: InfoNCE (stage options + overrides + the dataset's in-batch flag) or CoSENT."""
+def build_losses(
+    config: TrainStageConfig, model: Any, info: Any, world_size: int, teacher_dim: int | None = None
+) -> dict[str, Any]:
+    """One loss per dataset: InfoNCE (stage options + overrides + the dataset's in-batch flag), CoSENT, or SDM."""
     from embedforge.losses import build_loss
 
     losses = {}
@@ -96,6 +98,12 @@ def build_losses(config: TrainStageConfig, model: Any, info: Any, world_size: in
             loss_name = options.pop("name", "cached_infonce" if config.gradcache_mini_batch else "infonce")
             if loss_name in _INFONCE_FAMILY:
                 options.setdefault("in_batch_negatives", dataset.in_batch_negatives)
+                if world_size > 1:
+                    options.setdefault("gather_across_devices", True)
+            if loss_name == "sdm":
+                if teacher_dim is None:
+                    raise ConfigError("loss 'sdm' distils a teacher: set the stage's 'teacher' (a model)")
+                options.setdefault("teacher_dim", teacher_dim)
                 if world_size > 1:
                     options.setdefault("gather_across_devices", True)
             if loss_name.startswith("cached_") and config.gradcache_mini_batch:
@@ -165,7 +173,22 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         temperature=config.sampling_temperature,
         eval_dirs=config.decontaminate_against or None,
     )
-    losses = build_losses(config, model, info, world_size)
+    teacher_dim = None
+    if config.teacher is not None:
+        scored = [name for name, dataset in info.datasets.items() if dataset.loss == "cosent"]
+        if scored:
+            raise ConfigError(
+                f"stage {context.name!r}: a teacher stage trains every dataset on teacher labels; "
+                f"CoSENT datasets {scored} cannot share it (move them to another stage)"
+            )
+        from embedforge.models import load_model
+        from embedforge.training.teacher import add_teacher_embeddings
+
+        teacher = load_model(context.model_ref(config.teacher))
+        teacher_dim = teacher.get_embedding_dimension()
+        datasets = add_teacher_embeddings(datasets, teacher, batch_size=config.teacher_batch_size)
+        del teacher
+    losses = build_losses(config, model, info, world_size, teacher_dim)
     bf16 = _bf16(config.bf16)
     # with split_batches every rank sees the same (global) batches, so the sampler plans for one process
     sampler_world = 1 if split_batches else world_size
