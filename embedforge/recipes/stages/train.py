@@ -192,6 +192,14 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
     bf16 = _bf16(config.bf16)
     # with split_batches every rank sees the same (global) batches, so the sampler plans for one process
     sampler_world = 1 if split_batches else world_size
+    defaults = {  # trainer_args may override these
+        "report_to": ["tensorboard"],
+        "data_seed": context.recipe.seed,
+        "save_strategy": "steps",
+        "dataloader_drop_last": True,
+        "disable_tqdm": False,
+        "use_cpu": not torch.cuda.is_available(),  # without it, CPU torchrun runs every rank alone
+    }
     args = SentenceTransformerTrainingArguments(
         output_dir=str(directory),
         per_device_train_batch_size=config.batch_size,
@@ -204,19 +212,14 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         bf16=bf16,
         gradient_checkpointing=config.gradient_checkpointing,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        save_strategy="steps",
         save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
         logging_steps=config.logging_steps,
-        report_to=["tensorboard"],
         seed=context.recipe.seed,
-        data_seed=context.recipe.seed,
         prompts=info.prompts,
         batch_sampler=batch_sampler(group_batches=config.group_batches, length_grouping=config.length_grouping),
         multi_dataset_batch_sampler=info.multi_dataset_batch_sampler(world_size=sampler_world),
-        dataloader_drop_last=True,
-        disable_tqdm=False,
-        **{"use_cpu": not torch.cuda.is_available(), **config.trainer_args},  # CPU torchrun: DDP over gloo
+        **{**defaults, **config.trainer_args},
     )
     global_batch = config.batch_size * (1 if split_batches else world_size) * config.gradient_accumulation_steps
     negatives = {n: d.num_negatives for n, d in info.datasets.items()}
