@@ -190,7 +190,7 @@ def load_decoder(
             "embedforge.models.load_model instead"
         )
 
-    model_kwargs: dict[str, Any] = {"local_files_only": True, "dtype": _torch_dtype(dtype)}
+    model_kwargs: dict[str, Any] = {"local_files_only": True, "dtype": resolve_dtype(dtype)}
     if attn_implementation is not None:
         model_kwargs["attn_implementation"] = attn_implementation
     transformer = Transformer(
@@ -354,7 +354,8 @@ def _prepare_tokenizer(tokenizer: Any, padding_side: str, source: object) -> Non
         logger.info("%s: tokenizer has no pad token; padding with %r", source, fallback)
 
 
-def _torch_dtype(dtype: str | torch.dtype | None) -> Any:
+def resolve_dtype(dtype: str | torch.dtype | None) -> Any:
+    """A torch dtype from a name (``"bfloat16"``), a dtype, ``"auto"``, or ``None`` (float32)."""
     import torch
 
     if dtype is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from embedforge.errors import ConfigError
 from embedforge.models.presets import resolve_model_path
@@ -33,6 +33,9 @@ def load_model(
     pooling: str | None = None,
     normalize: bool = True,
     bidirectional: bool | None = None,
+    dtype: str | None = None,
+    padding_side: str | None = None,
+    attn_implementation: str | None = None,
 ) -> SentenceTransformer:
     """Load a model for encoding or training.
 
@@ -47,6 +50,11 @@ def load_model(
         bidirectional: for a decoder LLM, remove (``True``, the default for a plain folder) or keep
             (``False``) the causal mask; ``None`` keeps what a SentenceTransformer folder was saved with.
             Encoders are always bidirectional.
+        dtype: weights dtype (``"float32"``, ``"bfloat16"``, ``"float16"``, ``"auto"``); ``None`` keeps the
+            default (float32).
+        padding_side: the tokenizer's padding side (``right``/``left``); ``None`` keeps the saved one
+            (plain decoder folders: right).
+        attn_implementation: attention kernel (``sdpa``, ``eager``, ``flash_attention_2``); ``None``: default.
 
     Returns:
         The model, in eval mode.
@@ -54,8 +62,19 @@ def load_model(
     from sentence_transformers import SentenceTransformer
 
     path = resolve_model_path(name_or_path)
+    if padding_side is not None and padding_side not in ("right", "left"):
+        raise ConfigError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
     if (path / "modules.json").is_file():
-        model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        model_kwargs: dict[str, Any] = {}
+        if dtype is not None:
+            from embedforge.models.decoder import resolve_dtype
+
+            model_kwargs["dtype"] = resolve_dtype(dtype)
+        if attn_implementation is not None:
+            model_kwargs["attn_implementation"] = attn_implementation
+        model = SentenceTransformer(str(path), device=device, local_files_only=True, model_kwargs=model_kwargs or None)
+        if padding_side is not None:
+            model[0].tokenizer.padding_side = padding_side
         if bidirectional is not None:
             from embedforge.models.decoder import is_bidirectional, set_bidirectional
 
@@ -67,7 +86,14 @@ def load_model(
         if is_decoder_folder(path):
             bidirectional = True if bidirectional is None else bidirectional
             model = load_decoder(
-                path, bidirectional=bidirectional, pooling=pooling or "mean", normalize=normalize, device=device
+                path,
+                bidirectional=bidirectional,
+                pooling=pooling or "mean",
+                normalize=normalize,
+                device=device,
+                dtype=dtype,
+                padding_side=padding_side or "right",
+                attn_implementation=attn_implementation,
             )
         elif bidirectional is False:
             raise ConfigError(f"{path}: an encoder model is always bidirectional; bidirectional=False needs a decoder")

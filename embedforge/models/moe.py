@@ -195,16 +195,25 @@ class RouterAuxLoss(nn.Module):
         model: the SentenceTransformer being trained (a MoE backbone).
         loss: any sentence-transformers-style loss (``forward(features, labels)``).
         coef: weight of the auxiliary loss; ``None`` takes the model's ``router_aux_loss_coef``.
+        collector: a collector to share between several wrapped losses of the same model (e.g. one
+            loss per dataset); ``None`` creates one. Each collector hooks the model and records every
+            forward pass, so losses of one model must share one.
     """
 
-    def __init__(self, model: SentenceTransformer, loss: nn.Module, coef: float | None = None) -> None:
+    def __init__(
+        self,
+        model: SentenceTransformer,
+        loss: nn.Module,
+        coef: float | None = None,
+        collector: RouterAuxLossCollector | None = None,
+    ) -> None:
         super().__init__()
         if coef is not None and coef < 0:
             raise ConfigError(f"router aux loss coef must be >= 0, got {coef}")
         self.model = model
         self.loss = loss
         self.coef = router_aux_loss_coef(model) if coef is None else float(coef)
-        self.collector = RouterAuxLossCollector(model)
+        self.collector = RouterAuxLossCollector(model) if collector is None else collector
 
     def forward(self, features: Any, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
         self.collector.reset()
@@ -214,3 +223,6 @@ class RouterAuxLoss(nn.Module):
         if aux is not None:
             parts["router_aux_loss"] = self.coef * aux
         return parts
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"coef": self.coef}

@@ -63,17 +63,32 @@ class StageContext:
         return ref
 
     def load_model(self, ref: str | None) -> SentenceTransformer:
-        """Load the referenced model; the base gets the recipe's model options."""
+        """Load the referenced model; the base gets the recipe's model options.
+
+        The decoder options (``bidirectional``, ``dtype``, ``padding_side``, ``attn_implementation``) apply
+        to every model a stage loads, so a causal recipe stays causal from stage to stage. LoRA is not
+        attached here: the train stage does that (:mod:`embedforge.training.backbones`).
+        """
         from embedforge.models import load_model
 
         target = self.model_ref(ref)
         options = self.recipe.model
+        decoder = {
+            "bidirectional": options.bidirectional,
+            "dtype": options.dtype,
+            "padding_side": options.padding_side,
+            "attn_implementation": options.attn_implementation,
+        }
         if target == self.models["base"]:
             model = load_model(
-                target, max_seq_length=options.max_seq_length, pooling=options.pooling, normalize=options.normalize
+                target,
+                max_seq_length=options.max_seq_length,
+                pooling=options.pooling,
+                normalize=options.normalize,
+                **decoder,
             )
         else:
-            model = load_model(target)
+            model = load_model(target, **decoder)
         if not options.include_prompt:
             for module in model:
                 if hasattr(module, "include_prompt"):

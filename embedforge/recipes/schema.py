@@ -12,6 +12,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from embedforge.data.config import DatasetConfig
+from embedforge.errors import ConfigError
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapters for every ``train`` stage, merged into the weights before the stage saves ``final``.
+
+    Defaults are KaLM-Embedding-V2's (rank 16, alpha 32; §4.4); see :func:`embedforge.models.add_lora`.
+    """
+
+    r: int = 16  # adapter rank
+    alpha: float = 32.0  # scaling numerator: the update is scaled by alpha / r
+    dropout: float = 0.0  # dropout on the adapter input
+    target_modules: str | list[str] = "all-linear"  # layer names to adapt, or every linear layer
+    options: dict[str, Any] = field(default_factory=dict)  # further peft.LoraConfig fields (e.g. use_rslora)
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ConfigError(f"r: must be a positive integer, got {self.r}")
+        if not self.alpha > 0:
+            raise ConfigError(f"alpha: must be > 0, got {self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout: must be in [0, 1), got {self.dropout}")
 
 
 @dataclass
@@ -23,6 +46,17 @@ class ModelConfig:
     pooling: str | None = None  # plain Hugging Face folders: mean (default) | cls | lasttoken | ...
     include_prompt: bool = True  # False: instruction tokens are left out of the pooled mean
     normalize: bool = True  # plain Hugging Face folders: L2-normalize the embedding
+    bidirectional: bool | None = None  # decoders: true drops the causal mask (default), false keeps it
+    dtype: str | None = None  # decoder weights dtype: float32 (None) | bfloat16 | float16 | auto
+    padding_side: str | None = None  # decoder tokenizer padding: right (None: as saved; plain folders right) | left
+    attn_implementation: str | None = None  # attention kernel: sdpa (None) | eager | flash_attention_2
+    lora: LoraConfig | None = None  # train LoRA adapters instead of all weights (None: full fine-tuning)
+
+    def __post_init__(self) -> None:
+        if self.padding_side not in (None, "right", "left"):
+            raise ConfigError(f"padding_side: must be 'right' or 'left', got {self.padding_side!r}")
+        if self.max_seq_length is not None and self.max_seq_length < 1:
+            raise ConfigError(f"max_seq_length: must be a positive integer, got {self.max_seq_length}")
 
 
 @dataclass

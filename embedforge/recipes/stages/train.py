@@ -151,6 +151,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
     from embedforge.data.sampler import batch_sampler
     from embedforge.models import save_model
     from embedforge.recipes.stage_paths import resolve_stage_paths
+    from embedforge.training.backbones import prepare_backbone
     from embedforge.training.callbacks import RunSummaryCallback, ThroughputCallback, plot_loss_curve
     from embedforge.training.checkpoints import CompleteCheckpointCallback, checkpoints, last_complete_checkpoint
     from embedforge.training.model_card import model_card
@@ -167,6 +168,8 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
     inference_length = model.max_seq_length
     if config.max_seq_length is not None:
         model.max_seq_length = config.max_seq_length  # train short; the saved model keeps inference_length
+    where = f"{context.recipe.source}: stages.{context.name}"
+    backbone = prepare_backbone(model, context.recipe.model, config, where)  # LoRA adapters, MoE router loss
     datasets, info = load_training_datasets(
         resolve_stage_paths(config.datasets, directory.parent),  # "@mine/x.jsonl": an earlier stage's file
         seed=context.recipe.seed,
@@ -188,7 +191,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         teacher_dim = teacher.get_embedding_dimension()
         datasets = add_teacher_embeddings(datasets, teacher, batch_size=config.teacher_batch_size)
         del teacher
-    losses = build_losses(config, model, info, world_size, teacher_dim)
+    losses = backbone.wrap_losses(build_losses(config, model, info, world_size, teacher_dim), model, where)
     bf16 = _bf16(config.bf16)
     # with split_batches every rank sees the same (global) batches, so the sampler plans for one process
     sampler_world = 1 if split_batches else world_size
@@ -229,6 +232,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         "dtype": "bf16" if bf16 else "fp32",
         "hard_negatives_per_query": negatives,
         "init": context.model_ref(config.init),
+        **backbone.summary(),
     }
     trainer = EmbedforgeTrainer(
         model=model,
@@ -251,6 +255,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         trainer.callback_handler.on_save(trainer.args, trainer.state, trainer.control)
 
     final = directory / "final"
+    backbone.finish(trainer.model)  # merge LoRA adapters: `final` is a plain model
     losses_text = {name: describe_loss(loss) for name, loss in losses.items()}
     history = [e for e in trainer.state.log_history if "loss" in e]
     stage_summary = {
