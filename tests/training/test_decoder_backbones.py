@@ -167,6 +167,8 @@ def test_moe_trains_with_the_router_loss_logged(decoder_dir, tmp_path, capture_b
     assert len(logged) == 4
     # tiny Qwen2-MoE: coef 0.001 (config), aux >= 1 (top-2 of 4 experts), so the logged term is >= 0.001
     assert all(math.isfinite(e["loss"]) and e["router_aux_loss"] >= 0.001 for e in logged), logged
+    events = b"".join(path.read_bytes() for path in (stage / "runs").rglob("events.out.tfevents*"))
+    assert b"train/router_aux_loss" in events  # in TensorBoard too
     summary = json.loads((stage / "stage.json").read_text())["summary"]
     assert summary["router_aux_loss_coef"] == pytest.approx(0.001)
     assert all(text.startswith("RouterAuxLoss(coef=0.001) over ") for text in summary["losses"].values())
@@ -260,6 +262,22 @@ def test_lora_run_saves_a_merged_model_and_resumes_after_kill_9(decoder_dir, tmp
         assert (resumed[name] - uninterrupted[name]).abs().max().item() <= 1e-6, name
     history = [e["step"] for e in _log_history(killed_stage) if "loss" in e]
     assert history == [1, 2, 3, 4]  # steps 3-4 ran after the resume, from checkpoint-2
+
+
+def test_each_lora_stage_starts_fresh_adapters_on_the_merged_previous_model(decoder_dir, tmp_path):
+    raw = decoder_recipe(decoder_dir("qwen2"), tmp_path / "out", model={"lora": {"r": 2, "alpha": 4}}, max_steps=2)
+    raw["stages"]["second"] = {**raw["stages"]["train"], "datasets": raw["stages"]["train"]["datasets"][:1]}
+    assert main(["train", str(write_recipe(tmp_path / "r.yaml", raw)), "--quiet"]) == 0
+    first, second = (
+        json.loads((tmp_path / "out" / s / "stage.json").read_text())["summary"] for s in ("train", "second")
+    )
+    assert second["init"] == str(tmp_path / "out" / "train" / "final")
+    assert first["lora"] == second["lora"] and first["trainable_parameters"] == second["trainable_parameters"]
+    for stage in ("train", "second"):
+        final = tmp_path / "out" / stage / "final"
+        assert not list(final.glob("adapter_*")) and (final / "model.safetensors").is_file()
+    before, after = (load_file(str(tmp_path / "out" / s / "final" / "model.safetensors")) for s in ("train", "second"))
+    assert any(not torch.equal(before[k], after[k]) for k in before), "the second stage changed nothing"
 
 
 @pytest.mark.parametrize(
