@@ -51,7 +51,7 @@ def load_model(
             (``False``) the causal mask; ``None`` keeps what a SentenceTransformer folder was saved with.
             Encoders are always bidirectional.
         dtype: weights dtype (``"float32"``, ``"bfloat16"``, ``"float16"``, ``"auto"``); ``None`` keeps the
-            default (float32).
+            default (float32; a SentenceTransformer folder: as transformers loads it).
         padding_side: the tokenizer's padding side (``right``/``left``); ``None`` keeps the saved one
             (plain decoder folders: right).
         attn_implementation: attention kernel (``sdpa``, ``eager``, ``flash_attention_2``); ``None``: default.
@@ -65,14 +65,9 @@ def load_model(
     if padding_side is not None and padding_side not in ("right", "left"):
         raise ConfigError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
     if (path / "modules.json").is_file():
-        model_kwargs: dict[str, Any] = {}
-        if dtype is not None:
-            from embedforge.models.decoder import resolve_dtype
-
-            model_kwargs["dtype"] = resolve_dtype(dtype)
-        if attn_implementation is not None:
-            model_kwargs["attn_implementation"] = attn_implementation
-        model = SentenceTransformer(str(path), device=device, local_files_only=True, model_kwargs=model_kwargs or None)
+        model = SentenceTransformer(
+            str(path), device=device, local_files_only=True, model_kwargs=_model_kwargs(dtype, attn_implementation)
+        )
         if padding_side is not None:
             model[0].tokenizer.padding_side = padding_side
         if bidirectional is not None:
@@ -98,7 +93,13 @@ def load_model(
         elif bidirectional is False:
             raise ConfigError(f"{path}: an encoder model is always bidirectional; bidirectional=False needs a decoder")
         else:
-            model = build_sentence_transformer(path, pooling=pooling or "mean", normalize=normalize, device=device)
+            model = build_sentence_transformer(
+                path,
+                pooling=pooling or "mean",
+                normalize=normalize,
+                device=device,
+                model_kwargs=_model_kwargs(dtype, attn_implementation),
+            )
     else:
         raise ConfigError(
             f"{path}: not a model folder (no modules.json or config.json); pass a SentenceTransformer "
@@ -112,6 +113,18 @@ def load_model(
     return model
 
 
+def _model_kwargs(dtype: str | None, attn_implementation: str | None) -> dict[str, Any] | None:
+    """transformers ``from_pretrained`` keyword arguments for the options given (``None`` if none)."""
+    kwargs: dict[str, Any] = {}
+    if dtype is not None:
+        from embedforge.models.decoder import resolve_dtype
+
+        kwargs["dtype"] = resolve_dtype(dtype)
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    return kwargs or None
+
+
 def build_sentence_transformer(
     path: str | os.PathLike[str],
     *,
@@ -119,8 +132,12 @@ def build_sentence_transformer(
     normalize: bool = True,
     device: str | None = None,
     include_prompt: bool = True,
+    model_kwargs: dict[str, Any] | None = None,
 ) -> SentenceTransformer:
-    """Wrap a plain Hugging Face model folder as Transformer -> Pooling(``pooling``) [-> Normalize]."""
+    """Wrap a plain Hugging Face model folder as Transformer -> Pooling(``pooling``) [-> Normalize].
+
+    ``model_kwargs`` go to transformers' ``from_pretrained`` (e.g. ``dtype``, ``attn_implementation``).
+    """
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Normalize, Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
@@ -130,7 +147,9 @@ def build_sentence_transformer(
 
         raise ConfigError(f"unknown pooling {pooling!r}.{did_you_mean(pooling, POOLING_MODES)}")
     transformer = Transformer(
-        str(Path(path)), model_kwargs={"local_files_only": True}, processor_kwargs={"local_files_only": True}
+        str(Path(path)),
+        model_kwargs={"local_files_only": True, **(model_kwargs or {})},
+        processor_kwargs={"local_files_only": True},
     )
     modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling, include_prompt=include_prompt)]
     if normalize:

@@ -264,6 +264,28 @@ def test_lora_run_saves_a_merged_model_and_resumes_after_kill_9(decoder_dir, tmp
     assert history == [1, 2, 3, 4]  # steps 3-4 ran after the resume, from checkpoint-2
 
 
+def test_model_options_reach_every_model_a_stage_loads(decoder_dir, tmp_path):
+    from embedforge.models import save_model
+    from embedforge.recipes.runner import StageContext
+
+    options = {"bidirectional": False, "dtype": "bfloat16", "padding_side": "left", "attn_implementation": "eager"}
+    recipe = load_recipe(
+        write_recipe(tmp_path / "r.yaml", decoder_recipe(decoder_dir("llama"), tmp_path / "o", model=options))
+    )
+    context = StageContext(recipe, "train", tmp_path, False, {"base": recipe.model.base}, recipe.model.base, {})
+    base = context.load_model(None)
+    hf_model = base[0].model
+    assert hf_model.dtype == torch.bfloat16 and hf_model.config._attn_implementation == "eager"
+    assert hf_model.config.is_causal is True and base[0].tokenizer.padding_side == "left"
+    # a saved (e.g. previous stage's) model: re-saved right-padded and bidirectional, loaded with the recipe's options
+    base[0].tokenizer.padding_side = "right"
+    hf_model.config.is_causal = False
+    folder = save_model(base, tmp_path / "saved")
+    again = context.load_model(str(folder))
+    assert again[0].model.config.is_causal is True and again[0].tokenizer.padding_side == "left"
+    assert again[0].model.dtype == torch.bfloat16 and again[0].model.config._attn_implementation == "eager"
+
+
 def test_each_lora_stage_starts_fresh_adapters_on_the_merged_previous_model(decoder_dir, tmp_path):
     raw = decoder_recipe(decoder_dir("qwen2"), tmp_path / "out", model={"lora": {"r": 2, "alpha": 4}}, max_steps=2)
     raw["stages"]["second"] = {**raw["stages"]["train"], "datasets": raw["stages"]["train"]["datasets"][:1]}
