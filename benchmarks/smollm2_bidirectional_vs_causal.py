@@ -217,9 +217,8 @@ def main(argv: list[str] | None = None) -> int:
 
         shutil.rmtree(output)
     output.mkdir(parents=True, exist_ok=True)
-    command = "python benchmarks/smollm2_bidirectional_vs_causal.py " + shlex.join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    given = shlex.join(argv if argv is not None else sys.argv[1:])
+    command = f"python benchmarks/smollm2_bidirectional_vs_causal.py {given}".rstrip()
     host = machine()
     started = time.perf_counter()
     tasks = load_tasks(task_dirs(args.tasks, Path(args.task_root)))
