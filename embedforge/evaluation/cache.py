@@ -25,8 +25,9 @@ logger = logging.getLogger(__name__)
 def model_fingerprint(model: SentenceTransformer) -> str:
     """A digest of everything that determines a model's embeddings.
 
-    Covers the module stack and its configuration, the maximum sequence length, the tokenizer, and
-    every weight, so a retrained or differently configured model never reuses stale embeddings.
+    Covers the module stack and its configuration, the backbone's model config (attention mask mode,
+    ...), the maximum sequence length, the tokenizer, and every weight, so a retrained or differently
+    configured model never reuses stale embeddings.
     """
     import torch
 
@@ -38,6 +39,10 @@ def model_fingerprint(model: SentenceTransformer) -> str:
         digest.update(f"{type(tokenizer).__name__}:{getattr(tokenizer, 'padding_side', '')}".encode())
         if hasattr(tokenizer, "get_vocab"):
             digest.update(repr(sorted(tokenizer.get_vocab().items())).encode())
+    for _, module in model.named_modules():  # model configs: e.g. is_causal changes a decoder's outputs
+        config = getattr(module, "config", None)
+        if hasattr(config, "to_json_string"):
+            digest.update(config.to_json_string(use_diff=False).encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(str(tensor.dtype).encode())

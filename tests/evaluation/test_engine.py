@@ -148,3 +148,15 @@ def test_generic_task_equals_mteb_evaluate_on_the_same_model(tmp_path):
         theirs = result.task_results[0].scores["test"][0]["main_score"]
         (record,) = [r for r in ours.records if r["dim"] == dim]
         assert record["main_score"] == pytest.approx(theirs, abs=1e-9)
+
+
+def test_fingerprint_tells_a_causal_from_a_bidirectional_decoder(tmp_path):
+    from embedforge.evaluation.cache import model_fingerprint
+    from embedforge.models import load_model
+    from embedforge.models.tiny import build_tiny_model
+
+    folder = build_tiny_model("llama", tmp_path / "llama")
+    bidirectional = load_model(folder, bidirectional=True)
+    causal = load_model(folder, bidirectional=False)
+    assert model_fingerprint(bidirectional) != model_fingerprint(causal)
+    assert model_fingerprint(bidirectional) == model_fingerprint(load_model(folder, bidirectional=True))
