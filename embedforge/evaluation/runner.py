@@ -162,11 +162,18 @@ def evaluate(
     cache = EmbeddingCache(model_fingerprint(st_model), cache_path)
     encoder = CachedEncoder(st_model, cache, batch_size=batch_size, show_progress_bar=show_progress_bar)
     records: list[dict[str, Any]] = []
+    import datasets
+
+    bars_were_on = not datasets.are_progress_bars_disabled()
+    if not show_progress_bar:  # mteb's dataset.map calls would draw a bar per task and dimension
+        datasets.disable_progress_bars()
     try:
         for task in loaded:
             records += _evaluate_task(task, encoder, dims, full_dim, batch_size, build_mteb_task)
     finally:
         cache.close()
+        if bars_were_on:
+            datasets.enable_progress_bars()
 
     report = EvalReport(
         model=label,
