@@ -10,9 +10,9 @@ Nothing in embedforge downloads from a model hub: ``HF_HUB_OFFLINE`` defaults to
 
 from __future__ import annotations
 
-import importlib
 import os
-from typing import Any
+
+from embedforge.utils.lazy import lazy_exports
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -33,10 +33,4 @@ _EXPORTS = {
     "load_recipe": "embedforge.recipes.loader",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'embedforge' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

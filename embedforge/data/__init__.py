@@ -14,8 +14,7 @@ Public API (imported lazily: the samplers subclass sentence-transformers', whose
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from embedforge.utils.lazy import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS = {
@@ -55,10 +54,4 @@ _EXPORTS = {
     "sampling_probabilities": "embedforge.data.weights",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'embedforge.data' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

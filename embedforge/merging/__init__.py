@@ -21,8 +21,7 @@ checkpoints.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from embedforge.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "uniform_average": "embedforge.merging.uniform",
@@ -44,10 +43,4 @@ _EXPORTS = {
     "soup_card": "embedforge.merging.soup",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'embedforge.merging' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

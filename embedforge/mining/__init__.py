@@ -16,8 +16,7 @@ and a later ``train`` stage reads the file as ``path: "@mine/<dataset>.jsonl"``;
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from embedforge.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "MINABLE_KINDS": "embedforge.mining.miner",
@@ -30,10 +29,4 @@ _EXPORTS = {
     "read_corpus": "embedforge.mining.corpus",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'embedforge.mining' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

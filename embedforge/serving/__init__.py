@@ -13,8 +13,7 @@ The CLI (``embedforge serve MODEL``) is a thin layer over :func:`serve`. Needs t
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from embedforge.utils.lazy import lazy_exports
 
 # public name -> module that defines it (imported on first use: fastapi is an optional extra)
 _EXPORTS = {
@@ -29,16 +28,6 @@ _EXPORTS = {
     "ServerThread": "embedforge.serving.server",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        try:
-            module = importlib.import_module(_EXPORTS[name])
-        except ImportError as error:
-            raise ImportError(
-                f"embedforge.serving needs the serve extra: pip install 'embedforge[serve]' ({error})"
-            ) from error
-        return getattr(module, name)
-    raise AttributeError(f"module 'embedforge.serving' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(
+    __name__, _EXPORTS, install_hint="the serve extra: pip install 'embedforge[serve]'"
+)
