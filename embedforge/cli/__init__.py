@@ -14,6 +14,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 # command name -> (module, one-line help). Add a command by adding a module and a row here.
@@ -75,6 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from embedforge.errors import EmbedforgeError
 
+    # third-party deprecation chatter (mteb calling renamed sentence-transformers methods, ...) is not for users
+    for library in ("mteb", "sentence_transformers", "transformers", "datasets", "accelerate"):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=library)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=library)
     try:
         return int(module.run(args) or 0)
     except EmbedforgeError as error:

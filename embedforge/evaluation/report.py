@@ -54,7 +54,7 @@ def leaderboard_markdown(runs: dict[str, Records]) -> str:
 def reference_markdown(rows: list[dict[str, Any]], label: str = "ours") -> str:
     """Per-task table: our main score vs the reference, and the difference (raw scores, 4 decimals)."""
     lines = [
-        f"| task | split | metric | same data as MTEB | {label} | published | delta |",
+        f"| task | split | metric | same data as MTEB | {label} | reference | delta |",
         "|---|---|---|---|---:|---:|---:|",
     ]
     for row in rows:
