@@ -5,7 +5,8 @@ Everything distributed (DDP via ``torchrun`` / ``accelerate launch``, FSDP, Deep
 
 * a non-finite loss stops the run at once with :class:`TrainingDiverged` (before the bad update is
   applied or saved), naming the step, the dataset and the last good checkpoint;
-* extra per-step loss terms (e.g. an MoE router's load-balancing loss) registered by backbones.
+* extra per-step loss terms (e.g. an MoE router's load-balancing loss) registered by backbones;
+* length-grouped batch samplers measure texts in the model's tokens (cut at its maximum length).
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ class EmbedforgeTrainer(SentenceTransformerTrainer):
         if model.training:
             self._check_finite(loss, dataset_name)
         return (loss, output[1]) if return_outputs else loss
+
+    def get_batch_sampler(self, dataset, *args: Any, **kwargs: Any):
+        sampler = super().get_batch_sampler(dataset, *args, **kwargs)
+        tokenizer = getattr(self.model, "tokenizer", None)
+        if hasattr(sampler, "set_token_lengths") and callable(tokenizer):
+            sampler.set_token_lengths(tokenizer, getattr(self.model, "max_seq_length", None))
+        return sampler
 
     def _check_finite(self, loss: torch.Tensor, dataset_name: Any) -> None:
         finite = torch.isfinite(loss.detach()).all().to(torch.float32).reshape(1)

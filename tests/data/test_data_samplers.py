@@ -193,3 +193,76 @@ def test_duplicate_check_only_where_in_batch_negatives_need_it():
         list(sampler({"few": True}))
     batches = list(sampler({"few": False, "many": True}))
     assert len(batches) == 40 // 16 + 80 // 16 and all(len(b) == 16 for b in batches)
+
+
+def _debian_pairs(rows: int) -> Dataset:
+    import gzip
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "data" / "train" / "debian" / "pairs.jsonl.gz"
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        records = [json.loads(line) for _, line in zip(range(rows), handle, strict=False)]
+    dataset = Dataset.from_dict(
+        {"anchor": [r["summary"] for r in records], "positive": [r["description"] for r in records]}
+    )
+    dataset.info.dataset_name = "debian"
+    return dataset
+
+
+def test_token_lengths_are_the_tokenizers_counts_cut_at_max_length():
+    from transformers import AutoTokenizer
+
+    from embedforge.data.sampler import token_lengths
+    from embedforge.models import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve_model_path("all-MiniLM-L6-v2")))
+    texts = ["a", "hello world", "word " * 300, ""]
+    full = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+    assert token_lengths(tokenizer, texts).tolist() == full
+    assert token_lengths(tokenizer, texts, max_length=64, chunk=3).tolist() == [min(n, 64) for n in full]
+
+
+def test_grouping_by_tokens_pads_less_than_by_characters_on_real_pairs():
+    """Debian package summaries + descriptions (the bundled training data), MiniLM's tokenizer, 128 tokens."""
+    from transformers import AutoTokenizer
+
+    from embedforge.data.sampler import token_lengths
+    from embedforge.models import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve_model_path("all-MiniLM-L6-v2")))
+    dataset = _debian_pairs(2048)
+    tokens = np.stack([token_lengths(tokenizer, dataset[c], 128) for c in ("anchor", "positive")], axis=1)
+
+    def padded(batches):  # tokens the model sees, each column padded on its own
+        return sum(len(b) * int(tokens[b].max(axis=0).sum()) for b in batches)
+
+    by_chars = LengthGroupedBatchSampler(dataset, 32, True, seed=0, group_batches=64)
+    by_tokens = LengthGroupedBatchSampler(dataset, 32, True, seed=0, group_batches=64)
+    by_tokens.set_token_lengths(tokenizer, 128)
+    random = LengthGroupedBatchSampler(dataset, 32, True, seed=0, length_grouping=False)
+    chars_cost, tokens_cost = padded(by_chars.batches(0)), padded(by_tokens.batches(0))
+    random_cost = padded(random.batches(0))
+    assert tokens_cost < 0.92 * chars_cost, (tokens_cost, chars_cost)
+    assert random_cost > 1.4 * tokens_cost, (random_cost, tokens_cost)
+    # every row still used once per pass
+    assert sorted(i for b in by_tokens.batches(0) for i in b) == sorted(i for b in by_chars.batches(0) for i in b)
+
+
+def test_trainer_gives_samplers_the_models_tokenizer(tiny_model, tmp_path):
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    from embedforge.data.sampler import batch_sampler
+    from embedforge.training.trainer import EmbedforgeTrainer
+
+    dataset = make_dataset("tok", 64)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path), batch_sampler=batch_sampler(), report_to=[], use_cpu=True
+    )
+    trainer = EmbedforgeTrainer(model=tiny_model, args=args, train_dataset=dataset)
+    sampler = trainer.get_batch_sampler(dataset, batch_size=8, drop_last=True)
+    sampler.batches(0)
+    expected = np.minimum(
+        [len(ids) for ids in tiny_model.tokenizer(list(dataset["anchor"]))["input_ids"]], tiny_model.max_seq_length
+    )
+    assert sampler._lengths[:, 0].tolist() == expected.tolist()

@@ -141,58 +141,58 @@ def _bf16(setting: str | bool) -> bool:
     return setting
 
 
-def run(config: TrainStageConfig, context: StageContext) -> StageResult:
-    """Train, save ``<stage>/final`` with prompts and a model card, and report the facts."""
-    import torch
-    from sentence_transformers import SentenceTransformerTrainingArguments
+def _add_teacher_targets(config: TrainStageConfig, context: StageContext, datasets, info):
+    """With a ``teacher``, add its embeddings to every row (for SDM distillation); returns (datasets, its dim)."""
+    if config.teacher is None:
+        return datasets, None
+    scored = [name for name, dataset in info.datasets.items() if dataset.loss == "cosent"]
+    if scored:
+        raise ConfigError(
+            f"stage {context.name!r}: a teacher stage trains every dataset on teacher labels; "
+            f"CoSENT datasets {scored} cannot share it (move them to another stage)"
+        )
+    from embedforge.models import load_model
+    from embedforge.training.teacher import add_teacher_embeddings
 
-    from embedforge.data import load_training_datasets
+    teacher = load_model(context.model_ref(config.teacher))
+    teacher_dim = teacher.get_embedding_dimension()
+    return add_teacher_embeddings(datasets, teacher, batch_size=config.teacher_batch_size), teacher_dim
+
+
+def _save_final(trainer, config: TrainStageConfig, context: StageContext, stage_summary, final, max_length) -> None:
+    """Rank 0: loss curve, model card (every train stage so far), and ``final`` with prompts, atomically."""
     from embedforge.data.instructions import model_prompts
-    from embedforge.data.sampler import batch_sampler
     from embedforge.models import save_model
-    from embedforge.recipes.stage_paths import resolve_stage_paths
-    from embedforge.training.backbones import prepare_backbone
-    from embedforge.training.callbacks import RunSummaryCallback, ThroughputCallback, plot_loss_curve
-    from embedforge.training.checkpoints import CompleteCheckpointCallback, checkpoints, last_complete_checkpoint
+    from embedforge.training.callbacks import plot_loss_curve
     from embedforge.training.model_card import model_card
-    from embedforge.training.trainer import EmbedforgeTrainer
     from embedforge.utils.config import to_plain
 
     directory = context.directory
-    resume_from = last_complete_checkpoint(directory) if context.resume else None
-    if not context.resume and checkpoints(directory):
-        raise ConfigError(f"{directory} holds checkpoints of an earlier run; pass --resume or --overwrite")
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    split_batches = bool((config.trainer_args.get("accelerator_config") or {}).get("split_batches", False))
-    model = context.load_model(config.init)
-    inference_length = model.max_seq_length
-    if config.max_seq_length is not None:
-        model.max_seq_length = config.max_seq_length  # train short; the saved model keeps inference_length
-    where = f"{context.recipe.source}: stages.{context.name}"
-    backbone = prepare_backbone(model, context.recipe.model, config, where)  # LoRA adapters, MoE router loss
-    datasets, info = load_training_datasets(
-        resolve_stage_paths(config.datasets, directory.parent),  # "@mine/x.jsonl": an earlier stage's file
-        seed=context.recipe.seed,
-        temperature=config.sampling_temperature,
-        eval_dirs=config.decontaminate_against or None,
+    plot_loss_curve(trainer.state.log_history, directory / "loss.png", f"{context.recipe.name}: {context.name}")
+    instructions = [d for d in config.datasets if d.instruction]
+    prompts = model_prompts(template=instructions[0].template) if instructions else None
+    stages = [{"name": n, "type": "train", **s} for n, s in context.summaries.items() if s.get("datasets")] + [
+        {"name": context.name, "type": "train", **stage_summary}
+    ]
+    card = model_card(
+        title=f"{context.recipe.name} ({context.name})",
+        base_model=str(context.recipe.model.base),
+        description=context.recipe.description,
+        stages=stages,
+        resolved_config=to_plain(context.recipe),
+        prompts=prompts or trainer.model.prompts,
     )
-    teacher_dim = None
-    if config.teacher is not None:
-        scored = [name for name, dataset in info.datasets.items() if dataset.loss == "cosent"]
-        if scored:
-            raise ConfigError(
-                f"stage {context.name!r}: a teacher stage trains every dataset on teacher labels; "
-                f"CoSENT datasets {scored} cannot share it (move them to another stage)"
-            )
-        from embedforge.models import load_model
-        from embedforge.training.teacher import add_teacher_embeddings
+    trainer.model.max_seq_length = max_length  # trained short, saved with the base's inference length
+    save_model(trainer.model, final, prompts=prompts, extra_files={"README.md": card})
 
-        teacher = load_model(context.model_ref(config.teacher))
-        teacher_dim = teacher.get_embedding_dimension()
-        datasets = add_teacher_embeddings(datasets, teacher, batch_size=config.teacher_batch_size)
-        del teacher
-    losses = backbone.wrap_losses(build_losses(config, model, info, world_size, teacher_dim), model, where)
-    bf16 = _bf16(config.bf16)
+
+def _training_arguments(config: TrainStageConfig, context: StageContext, info, world_size, split_batches, bf16):
+    """The stage's settings as ``SentenceTransformerTrainingArguments``; ``trainer_args`` override the defaults."""
+    import torch
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    from embedforge.data.sampler import batch_sampler
+
     # with split_batches every rank sees the same (global) batches, so the sampler plans for one process
     sampler_world = 1 if split_batches else world_size
     defaults = {  # trainer_args may override these
@@ -204,7 +204,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         "use_cpu": not torch.cuda.is_available(),  # without it, CPU torchrun runs every rank alone
     }
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(directory),
+        output_dir=str(context.directory),
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
@@ -224,6 +224,42 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         multi_dataset_batch_sampler=info.multi_dataset_batch_sampler(world_size=sampler_world),
         **{**defaults, **config.trainer_args},
     )
+    return args
+
+
+def run(config: TrainStageConfig, context: StageContext) -> StageResult:
+    """Train, save ``<stage>/final`` with prompts and a model card, and report the facts."""
+    import torch
+
+    from embedforge.data import load_training_datasets
+    from embedforge.recipes.stage_paths import resolve_stage_paths
+    from embedforge.training.backbones import prepare_backbone
+    from embedforge.training.callbacks import RunSummaryCallback, ThroughputCallback
+    from embedforge.training.checkpoints import CompleteCheckpointCallback, checkpoints, last_complete_checkpoint
+    from embedforge.training.trainer import EmbedforgeTrainer
+
+    directory = context.directory
+    resume_from = last_complete_checkpoint(directory) if context.resume else None
+    if not context.resume and checkpoints(directory):
+        raise ConfigError(f"{directory} holds checkpoints of an earlier run; pass --resume or --overwrite")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    split_batches = bool((config.trainer_args.get("accelerator_config") or {}).get("split_batches", False))
+    model = context.load_model(config.init)
+    inference_length = model.max_seq_length
+    if config.max_seq_length is not None:
+        model.max_seq_length = config.max_seq_length  # train short; the saved model keeps inference_length
+    where = f"{context.recipe.source}: stages.{context.name}"
+    backbone = prepare_backbone(model, context.recipe.model, config, where)  # LoRA adapters, MoE router loss
+    datasets, info = load_training_datasets(
+        resolve_stage_paths(config.datasets, directory.parent),  # "@mine/x.jsonl": an earlier stage's file
+        seed=context.recipe.seed,
+        temperature=config.sampling_temperature,
+        eval_dirs=config.decontaminate_against or None,
+    )
+    datasets, teacher_dim = _add_teacher_targets(config, context, datasets, info)
+    losses = backbone.wrap_losses(build_losses(config, model, info, world_size, teacher_dim), model, where)
+    bf16 = _bf16(config.bf16)
+    args = _training_arguments(config, context, info, world_size, split_batches, bf16)
     global_batch = config.batch_size * (1 if split_batches else world_size) * config.gradient_accumulation_steps
     negatives = {n: d.num_negatives for n, d in info.datasets.items()}
     summary = {
@@ -268,22 +304,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         "losses": losses_text,
     }
     if trainer.is_world_process_zero():
-        plot_loss_curve(trainer.state.log_history, directory / "loss.png", f"{context.recipe.name}: {context.name}")
-        instructions = [d for d in config.datasets if d.instruction]
-        prompts = model_prompts(template=instructions[0].template) if instructions else None
-        stages = [{"name": n, "type": "train", **s} for n, s in context.summaries.items() if s.get("datasets")] + [
-            {"name": context.name, "type": "train", **stage_summary}
-        ]
-        card = model_card(
-            title=f"{context.recipe.name} ({context.name})",
-            base_model=str(context.recipe.model.base),
-            description=context.recipe.description,
-            stages=stages,
-            resolved_config=to_plain(context.recipe),
-            prompts=prompts or model.prompts,
-        )
-        trainer.model.max_seq_length = inference_length
-        save_model(trainer.model, final, prompts=prompts, extra_files={"README.md": card})
+        _save_final(trainer, config, context, stage_summary, final, inference_length)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
     return StageResult(model_path=str(Path(final)), summary=stage_summary)
