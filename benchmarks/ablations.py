@@ -1,12 +1,12 @@
 """Small-scale ablations of the loss options, same data and steps, scored on the shared tasks.
 
-    python benchmarks/ablations.py                  # writes docs/RESULTS.md (about an hour on 2 CPU cores)
+    python benchmarks/ablations.py                  # writes docs/RESULTS.md (about 30 minutes on 2 CPU cores)
     python benchmarks/ablations.py --steps 60 --tasks ../shared/data/eval/STSBenchmark --output /tmp/abl
 
 Every variant starts from all-MiniLM-L6-v2 and runs the same recipe: hard negatives for 3,000 Debian
 (summary -> description) pairs mined with the base model (ranks 10-50, 4 negatives, false-negative filter),
 then one fine-tuning stage on those Debian triplets + SNLI triplets + Banking77 intents as example-based
-labels (3 negatives, no in-batch negatives), batch 32, 128 tokens, the same steps and seed. The reference
+labels (3 negatives, no in-batch negatives), batch 32, 64 tokens, 100 steps, the same seed. The reference
 variant uses every option (KaLM-V2's focal γ = 0.5 and pair- + list-wise hard-negative mixing, Seed1.5's
 false-negative masking); each other variant switches one option (or turns on SEA's symmetric loss). The
 reference is also run with a second seed, to show how much of a difference is noise.
@@ -25,10 +25,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "eval"
-# cheap enough for seven models on 2 cores; ATEC (40k texts) and SciFact (5k long documents) are left out
+# the English shared tasks, cheap enough for seven models on 2 cores: SciFact (5k long documents) is left out,
+# and so are the Chinese and Thai tasks (AFQMC, ATEC, Ocnli, Wisesight), where English-only MiniLM scores
+# near chance whatever the loss options (e.g. AFQMC 0.086 Spearman before training)
 DEFAULT_TASKS = [
     "STSBenchmark", "Banking77Classification", "EmotionClassification", "DebianPackageRetrievalDev",
-    "DebianSectionClusteringDev", "AFQMC", "Ocnli", "WisesightSentimentClassification",
+    "DebianSectionClusteringDev",
 ]  # fmt: skip
 
 REFERENCE = {
@@ -75,7 +77,9 @@ def mining_recipe(output: Path, rows: int, seed: int) -> dict:
     }
 
 
-def recipe(name: str, loss: dict, seed: int, steps: int, output: Path, rows: int, mined: Path) -> dict:
+def recipe(
+    name: str, loss: dict, seed: int, steps: int, output: Path, rows: int, mined: Path, max_seq_length: int
+) -> dict:
     overrides = {"banking77": {"symmetric": False}} if loss.get("symmetric") else {}
     return {
         "name": name,
@@ -102,7 +106,7 @@ def recipe(name: str, loss: dict, seed: int, steps: int, output: Path, rows: int
                 "loss": dict(loss),
                 "loss_overrides": overrides,
                 "batch_size": 32,
-                "max_seq_length": 128,
+                "max_seq_length": max_seq_length,
                 "max_steps": steps,
                 "learning_rate": 3e-5,
                 "warmup_ratio": 0.1,
@@ -117,7 +121,8 @@ def recipe(name: str, loss: dict, seed: int, steps: int, output: Path, rows: int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--max-seq-length", type=int, default=64, help="training length (evaluation: the model's)")
     parser.add_argument("--rows", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--tasks", nargs="*", default=None, help=f"task dirs (default: {', '.join(DEFAULT_TASKS)})")
@@ -147,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     mined = work / "mined" / "mine" / "debian.jsonl"
     for label, (loss, seed_offset, _) in VARIANTS.items():
         slug = label.replace(" ", "-").replace(",", "").replace("=", "").replace("γ", "gamma")
-        spec = recipe(slug, loss, args.seed + seed_offset, args.steps, work / slug, args.rows, mined)
+        spec = recipe(
+            slug, loss, args.seed + seed_offset, args.steps, work / slug, args.rows, mined, args.max_seq_length
+        )
         result = run_recipe(recipe_from_dict(spec, f"ablation {label}"), overwrite=True)
         seconds[label] = result.stages["finetune"].summary.get("train_seconds", 0.0)
         report = evaluate(result.final_model, tasks, work / "eval" / slug, model_name=label)
@@ -157,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Ablations: focal reweighting, hard-negative mixing, false-negative masking, symmetric loss",
         "",
-        f"Regenerate: `python benchmarks/ablations.py{' --steps ' + str(args.steps) if args.steps != 150 else ''}` "
-        f"({datetime.date.today().isoformat()}, {platform.machine()} CPU, {args.steps} steps, "
-        f"{time.perf_counter() - started:.0f} s in all).",
+        f"Regenerate: `python benchmarks/ablations.py{' --steps ' + str(args.steps) if args.steps != 100 else ''}` "
+        f"({datetime.date.today().isoformat()}, {platform.machine()} CPU, {args.steps} steps of batch 32 at "
+        f"{args.max_seq_length} tokens, {time.perf_counter() - started:.0f} s in all).",
         "",
         (__doc__ or "").split("\n\n", 2)[2].strip(),
         "",
