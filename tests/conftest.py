@@ -41,6 +41,21 @@ def _tiny_st_session(tiny_bert_dir):
     return load_model(tiny_bert_dir, max_seq_length=64)
 
 
+@pytest.fixture(scope="session")
+def tiny_decoder_dir(tmp_path_factory):
+    """``tiny_decoder_dir(arch)``: a plain HF ``*ForCausalLM`` folder of a tiny random decoder (cached)."""
+    from embedforge.models.tiny import build_tiny_model
+
+    built: dict[str, Path] = {}
+
+    def build(arch: str) -> Path:
+        if arch not in built:
+            built[arch] = build_tiny_model(arch, tmp_path_factory.mktemp(f"tiny-{arch}"))
+        return built[arch]
+
+    return build
+
+
 @pytest.fixture
 def tiny_model(_tiny_st_session):
     """A tiny SentenceTransformer (mean pooling + normalize), a fresh copy per test."""

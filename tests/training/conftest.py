@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,6 +61,27 @@ def tiny_recipe(base: Path, output: Path, **stage_overrides) -> dict:
             "finetune": finetune,
         },
     }
+
+
+KILLER = Path(__file__).with_name("kill_at_step.py")
+
+
+def train_killed_at(recipe: Path, stage: str, step: int) -> subprocess.CompletedProcess:
+    """``embedforge train RECIPE`` in a subprocess that kill -9s itself at ``step`` of ``stage``."""
+    env = {
+        **os.environ,
+        "KILL_STAGE": stage,
+        "KILL_AT_STEP": str(step),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(REPO),
+    }
+    return subprocess.run(
+        [sys.executable, str(KILLER), "train", str(recipe), "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def write_recipe(path: Path, recipe: dict) -> Path:

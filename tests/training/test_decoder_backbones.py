@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,30 +25,14 @@ from embedforge.models.decoder import probe_bidirectional
 from embedforge.models.lora import has_lora
 from embedforge.recipes import load_recipe
 from embedforge.training.backbones import Backbone, prepare_backbone
-from tests.training.conftest import DATA, write_recipe
+from tests.training.conftest import DATA, train_killed_at, write_recipe
 
-KILLER = Path(__file__).with_name("kill_at_step.py")
 REPO = Path(__file__).resolve().parents[2]
 TEXTS = [
     "A man is playing a guitar on the street.",
     "libssl3: Secure Sockets Layer toolkit - shared libraries",
     "short",
 ]
-
-
-@pytest.fixture(scope="session")
-def decoder_dir(tmp_path_factory):
-    """``decoder_dir(arch)``: a tiny random ``*ForCausalLM`` folder, built once per session."""
-    from embedforge.models.tiny import build_tiny_model
-
-    built: dict[str, Path] = {}
-
-    def build(arch: str) -> Path:
-        if arch not in built:
-            built[arch] = build_tiny_model(arch, tmp_path_factory.mktemp(f"tiny-{arch}"))
-        return built[arch]
-
-    return build
 
 
 def decoder_recipe(base: Path, output: Path, *, model: dict | None = None, **stage) -> dict:
@@ -139,9 +120,9 @@ def _check_final(final: Path, base: Path, captured: dict, *, causal: bool = Fals
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_tiny_decoder_trains_bidirectionally_and_loads_without_embedforge(
-    arch, decoder_dir, tmp_path, capture_before_merge
+    arch, tiny_decoder_dir, tmp_path, capture_before_merge
 ):
-    base = decoder_dir(arch)
+    base = tiny_decoder_dir(arch)
     recipe = write_recipe(tmp_path / "r.yaml", decoder_recipe(base, tmp_path / "out"))
     assert main(["train", str(recipe), "--quiet"]) == 0
     stage = tmp_path / "out" / "train"
@@ -151,15 +132,15 @@ def test_tiny_decoder_trains_bidirectionally_and_loads_without_embedforge(
     _check_final(stage / "final", base, capture_before_merge)
 
 
-def test_causal_recipe_stays_causal(decoder_dir, tmp_path, capture_before_merge):
-    base = decoder_dir("qwen2")
+def test_causal_recipe_stays_causal(tiny_decoder_dir, tmp_path, capture_before_merge):
+    base = tiny_decoder_dir("qwen2")
     raw = decoder_recipe(base, tmp_path / "out", model={"bidirectional": False}, max_steps=2)
     assert main(["train", str(write_recipe(tmp_path / "r.yaml", raw)), "--quiet"]) == 0
     _check_final(tmp_path / "out" / "train" / "final", base, capture_before_merge, causal=True)
 
 
-def test_moe_trains_with_the_router_loss_logged(decoder_dir, tmp_path, capture_before_merge):
-    base = decoder_dir("qwen2_moe")
+def test_moe_trains_with_the_router_loss_logged(tiny_decoder_dir, tmp_path, capture_before_merge):
+    base = tiny_decoder_dir("qwen2_moe")
     recipe = write_recipe(tmp_path / "r.yaml", decoder_recipe(base, tmp_path / "out"))
     assert main(["train", str(recipe), "--quiet"]) == 0
     stage = tmp_path / "out" / "train"
@@ -185,11 +166,11 @@ def _stage_setup(recipe_path: Path, stage: str = "train"):
     return recipe, recipe.stages[stage], model
 
 
-def test_router_loss_term_reaches_the_router_weights(decoder_dir, tmp_path):
+def test_router_loss_term_reaches_the_router_weights(tiny_decoder_dir, tmp_path):
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     recipe, stage, model = _stage_setup(
-        write_recipe(tmp_path / "r.yaml", decoder_recipe(decoder_dir("olmoe"), tmp_path / "o"))
+        write_recipe(tmp_path / "r.yaml", decoder_recipe(tiny_decoder_dir("olmoe"), tmp_path / "o"))
     )
     backbone = prepare_backbone(model, recipe.model, stage, "r.yaml: stages.train")
     assert backbone.moe and backbone.router_aux_loss_coef == pytest.approx(model[0].model.config.router_aux_loss_coef)
@@ -204,8 +185,8 @@ def test_router_loss_term_reaches_the_router_weights(decoder_dir, tmp_path):
     assert not losses["snli"].collector._handles  # hooks removed before saving
 
 
-def test_gradcache_on_moe_is_refused_unless_the_router_loss_is_off(decoder_dir, tmp_path, capsys):
-    base = decoder_dir("qwen2_moe")
+def test_gradcache_on_moe_is_refused_unless_the_router_loss_is_off(tiny_decoder_dir, tmp_path, capsys):
+    base = tiny_decoder_dir("qwen2_moe")
     raw = decoder_recipe(base, tmp_path / "out", gradcache_mini_batch=4)
     recipe = write_recipe(tmp_path / "r.yaml", raw)
     assert main(["train", str(recipe), "--quiet"]) == 2
@@ -222,8 +203,8 @@ def test_gradcache_on_moe_is_refused_unless_the_router_loss_is_off(decoder_dir, 
     assert backbone.wrap_losses(losses, model, "off.yaml") is losses
 
 
-def test_lora_run_saves_a_merged_model_and_resumes_after_kill_9(decoder_dir, tmp_path, capture_before_merge):
-    base = decoder_dir("llama")
+def test_lora_run_saves_a_merged_model_and_resumes_after_kill_9(tiny_decoder_dir, tmp_path, capture_before_merge):
+    base = tiny_decoder_dir("llama")
     lora = {"lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj", "up_proj"]}}
     reference = write_recipe(tmp_path / "ref.yaml", decoder_recipe(base, tmp_path / "ref", model=lora))
     assert main(["train", str(reference), "--quiet"]) == 0
@@ -240,14 +221,7 @@ def test_lora_run_saves_a_merged_model_and_resumes_after_kill_9(decoder_dir, tmp
     _check_final(final, base, capture_before_merge)
 
     killed = write_recipe(tmp_path / "killed.yaml", decoder_recipe(base, tmp_path / "killed", model=lora))
-    env = {**os.environ, "KILL_STAGE": "train", "KILL_AT_STEP": "3", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    run = subprocess.run(
-        [sys.executable, str(KILLER), "train", str(killed), "--quiet"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    run = train_killed_at(killed, "train", 3)
     assert run.returncode == -9, run.stderr[-2000:]
     killed_stage = tmp_path / "killed" / "train"
     assert (killed_stage / "checkpoint-2" / "adapter_model.safetensors").is_file()
@@ -264,13 +238,13 @@ def test_lora_run_saves_a_merged_model_and_resumes_after_kill_9(decoder_dir, tmp
     assert history == [1, 2, 3, 4]  # steps 3-4 ran after the resume, from checkpoint-2
 
 
-def test_model_options_reach_every_model_a_stage_loads(decoder_dir, tmp_path):
+def test_model_options_reach_every_model_a_stage_loads(tiny_decoder_dir, tmp_path):
     from embedforge.models import save_model
     from embedforge.recipes.runner import StageContext
 
     options = {"bidirectional": False, "dtype": "bfloat16", "padding_side": "left", "attn_implementation": "eager"}
     recipe = load_recipe(
-        write_recipe(tmp_path / "r.yaml", decoder_recipe(decoder_dir("llama"), tmp_path / "o", model=options))
+        write_recipe(tmp_path / "r.yaml", decoder_recipe(tiny_decoder_dir("llama"), tmp_path / "o", model=options))
     )
     context = StageContext(recipe, "train", tmp_path, False, {"base": recipe.model.base}, recipe.model.base, {})
     base = context.load_model(None)
@@ -286,8 +260,10 @@ def test_model_options_reach_every_model_a_stage_loads(decoder_dir, tmp_path):
     assert again[0].model.dtype == torch.bfloat16 and again[0].model.config._attn_implementation == "eager"
 
 
-def test_each_lora_stage_starts_fresh_adapters_on_the_merged_previous_model(decoder_dir, tmp_path):
-    raw = decoder_recipe(decoder_dir("qwen2"), tmp_path / "out", model={"lora": {"r": 2, "alpha": 4}}, max_steps=2)
+def test_each_lora_stage_starts_fresh_adapters_on_the_merged_previous_model(tiny_decoder_dir, tmp_path):
+    raw = decoder_recipe(
+        tiny_decoder_dir("qwen2"), tmp_path / "out", model={"lora": {"r": 2, "alpha": 4}}, max_steps=2
+    )
     raw["stages"]["second"] = {**raw["stages"]["train"], "datasets": raw["stages"]["train"]["datasets"][:1]}
     assert main(["train", str(write_recipe(tmp_path / "r.yaml", raw)), "--quiet"]) == 0
     first, second = (
@@ -314,7 +290,9 @@ def test_each_lora_stage_starts_fresh_adapters_on_the_merged_previous_model(deco
         ({"bidirectional": "yes"}, r"model\.bidirectional: expected bool or null, got str 'yes'"),
     ],
 )
-def test_bad_model_options_name_the_key(decoder_dir, tmp_path, model, message):
-    recipe = write_recipe(tmp_path / "bad.yaml", decoder_recipe(decoder_dir("llama"), tmp_path / "o", model=model))
+def test_bad_model_options_name_the_key(tiny_decoder_dir, tmp_path, model, message):
+    recipe = write_recipe(
+        tmp_path / "bad.yaml", decoder_recipe(tiny_decoder_dir("llama"), tmp_path / "o", model=model)
+    )
     with pytest.raises(ConfigError, match=rf"bad\.yaml[.:] ?{message}"):
         load_recipe(recipe)

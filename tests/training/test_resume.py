@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
 from embedforge.cli import main
-from tests.training.conftest import tiny_recipe, write_recipe
+from tests.training.conftest import tiny_recipe, train_killed_at, write_recipe
 
-KILLER = Path(__file__).with_name("kill_at_step.py")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -28,20 +24,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_bert_dir
     assert main(["train", str(reference), "--quiet"]) == 0
 
     recipe = write_recipe(tmp_path / "killed.yaml", tiny_recipe(tiny_bert_dir, tmp_path / "killed"))
-    env = {
-        **os.environ,
-        "KILL_STAGE": "finetune",
-        "KILL_AT_STEP": "3",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": str(REPO),
-    }
-    killed = subprocess.run(
-        [sys.executable, str(KILLER), "train", str(recipe), "--quiet"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    killed = train_killed_at(recipe, "finetune", 3)
     assert killed.returncode == -9, killed.stderr[-2000:]
     stage = tmp_path / "killed" / "finetune"
     assert (stage / "checkpoint-2").is_dir() and not (stage / "final").exists()
