@@ -35,7 +35,9 @@ SCRIPT = textwrap.dedent(
     for batch in trainer.get_train_dataloader():
         column = "sentence1" if batch["dataset_name"] == "sts" else "anchor"
         steps.append([batch["dataset_name"], batch[column + "_input_ids"].sum(dim=1).tolist()])
-    print("RESULT " + json.dumps({"rank": int(os.environ["RANK"]), "world": args.world_size, "steps": steps}))
+    rank = int(os.environ["RANK"])
+    with open(os.path.join(sys.argv[3], f"rank{rank}.json"), "w") as f:  # one file per rank: printed lines interleave
+        json.dump({"rank": rank, "world": args.world_size, "steps": steps}, f)
     """
 )
 
@@ -70,12 +72,14 @@ def test_ddp_steps_are_homogeneous_across_ranks(tiny_bert_dir, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(repo), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(script)]
     completed = subprocess.run(
-        [*command, str(tiny_bert_dir), json.dumps(configs)], capture_output=True, text=True, env=env, timeout=600
+        [*command, str(tiny_bert_dir), json.dumps(configs), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    results = [
-        json.loads(line[len("RESULT ") :]) for line in completed.stdout.splitlines() if line.startswith("RESULT ")
-    ]
+    results = [json.loads((tmp_path / f"rank{rank}.json").read_text(encoding="utf-8")) for rank in (0, 1)]
     by_rank = {r["rank"]: r for r in results}
     assert sorted(by_rank) == [0, 1] and by_rank[0]["world"] == 2
     steps_0, steps_1 = by_rank[0]["steps"], by_rank[1]["steps"]
