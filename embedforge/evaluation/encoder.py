@@ -17,6 +17,7 @@ from mteb.models.abs_encoder import get_prompt
 from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper
 
 from embedforge.evaluation.cache import EmbeddingCache, text_key
+from embedforge.utils.matryoshka import truncate_and_renormalize
 
 if TYPE_CHECKING:
     from mteb.abstasks.task_metadata import TaskMetadata
@@ -30,9 +31,7 @@ def truncate_and_normalize(embeddings: np.ndarray, dim: int | None) -> np.ndarra
     """Matryoshka view: the first ``dim`` coordinates, L2-renormalized. ``None``/full size: unchanged."""
     if dim is None or dim >= embeddings.shape[1]:
         return embeddings
-    head = embeddings[:, :dim]  # (n, dim)
-    norms = np.linalg.norm(head, axis=1, keepdims=True)  # (n, 1)
-    return head / np.maximum(norms, 1e-12)
+    return truncate_and_renormalize(embeddings, dim)
 
 
 class CachedEncoder(SentenceTransformerEncoderWrapper):

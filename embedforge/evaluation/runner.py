@@ -203,10 +203,13 @@ def evaluate(
 
 def _evaluate_task(task: LoadedTask, encoder, dims, full_dim, batch_size, build_mteb_task) -> list[dict[str, Any]]:
     spec = task.spec
-    mteb_task = build_mteb_task(spec, get_task_type(spec), task.data)
-    main_metric = mteb_task.metadata.main_score
     records = []
     for dim in dims:
+        # A fresh MTEB task per dimension: tasks keep their random state (clustering's bootstrap samples,
+        # seeded in the task's __init__) and advance it with each evaluate, so a reused task would score
+        # the second dimension on other samples than a separate MTEB run at that dimension does.
+        mteb_task = build_mteb_task(spec, get_task_type(spec), task.data)
+        main_metric = mteb_task.metadata.main_score
         encoder.dim = None if dim == full_dim else dim
         started = time.perf_counter()
         scores = mteb_task.evaluate(

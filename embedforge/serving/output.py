@@ -32,22 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from embedforge.utils.matryoshka import truncate_and_renormalize
+
 _QUANTIZED_DTYPES = {"int8": np.int8, "uint8": np.uint8, "binary": np.int8, "ubinary": np.uint8}
-
-
-def truncate_and_renormalize(rows: np.ndarray, dimensions: int) -> np.ndarray:
-    """Keep the first ``dimensions`` columns and L2-normalize each row (Matryoshka).
-
-    Args:
-        rows: ``(n, D)`` float embeddings.
-        dimensions: ``1 <= dimensions <= D``.
-
-    Returns:
-        ``(n, dimensions)`` float32 rows of unit length (zero rows stay zero).
-    """
-    kept = np.asarray(rows[:, :dimensions], dtype=np.float32)  # (n, d)
-    norms = np.linalg.norm(kept, axis=1, keepdims=True)  # (n, 1)
-    return kept / np.where(norms > 0, norms, 1.0)
 
 
 class Int8Ranges:

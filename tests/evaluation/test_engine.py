@@ -10,7 +10,7 @@ import pytest
 
 from embedforge.evaluation import evaluate
 from embedforge.evaluation.encoder import truncate_and_normalize
-from tests.evaluation.conftest import RETRIEVAL_FILES, bow_model, make_task
+from tests.evaluation.conftest import RETRIEVAL_FILES, WORDS, bow_model, make_task
 
 
 def test_several_dims_come_from_one_encoding_pass(model, task_dirs):
@@ -54,6 +54,20 @@ def test_truncated_dims_are_renormalized(model):
     assert cut.shape == (2, 3)
     np.testing.assert_allclose(np.linalg.norm(cut[0]), 1.0, rtol=1e-6)
     np.testing.assert_allclose(cut[0], full[0, :3] / np.linalg.norm(full[0, :3]), rtol=1e-6)
+
+
+def test_truncation_is_bit_identical_to_sentence_transformers_truncate_dim(tiny_bert_dir):
+    """MTEB's k-means flips on last-bit differences, so a truncated dim must equal, bit for bit, what
+    ``SentenceTransformer(truncate_dim=d).encode(normalize_embeddings=True)`` gives (numpy's norm does not)."""
+    from sentence_transformers import SentenceTransformer
+
+    texts = [f"text number {i} about {'apples ' * (i % 7)}and rivers" for i in range(64)]
+    full = SentenceTransformer(str(tiny_bert_dir)).encode(texts, batch_size=64)
+    for dim in (24, 7):
+        theirs = SentenceTransformer(str(tiny_bert_dir), truncate_dim=dim).encode(
+            texts, batch_size=64, normalize_embeddings=True
+        )
+        np.testing.assert_array_equal(truncate_and_normalize(full, dim), theirs)
 
 
 def test_query_prompts_follow_mteb_prompt_type_convention(task_dirs):
@@ -123,17 +137,35 @@ def test_reference_picks_the_model_from_scores_long(tmp_path, model, task_dirs):
         load_reference(path, model="org__m0")
 
 
-def test_generic_task_equals_mteb_evaluate_on_the_same_model(tmp_path):
-    """Our pipeline (cache, dims, encoder) vs plain `mteb.evaluate` with a SentenceTransformer, truncated dim too."""
+def _noisy_clustering_rows(n: int = 60) -> list[dict[str, str]]:
+    """Texts of three random words labelled by which half of the vocabulary their first word is in: the clusters
+    overlap, so k-means' v_measure depends on which bootstrap sample MTEB draws."""
+    rng = np.random.default_rng(0)
+    words = WORDS
+    rows = []
+    for _ in range(n):
+        picked = rng.choice(len(words), size=3)
+        rows.append({"text": " ".join(words[i] for i in picked), "label": "low" if picked[0] < 5 else "high"})
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("type_", "files"),
+    [("Retrieval", RETRIEVAL_FILES), ("Clustering", {"test.jsonl": _noisy_clustering_rows()})],
+)
+def test_generic_task_equals_mteb_evaluate_on_the_same_model(tmp_path, type_, files):
+    """Our pipeline (cache, dims, encoder) vs plain `mteb.evaluate` with a SentenceTransformer, one fresh MTEB run
+    per dim. Clustering catches MTEB's random state: a task object advances it with every evaluate, so each of our
+    dims must get what a fresh MTEB run at that dim gets (the same bootstrap samples), not the next draws."""
     import mteb
 
     from embedforge.evaluation import load_task
     from embedforge.evaluation.mteb_tasks import build_mteb_task
     from embedforge.evaluation.types import get_task_type
 
-    directory = make_task(tmp_path, "MockRetrieval2", "Retrieval", RETRIEVAL_FILES)
-    ours = evaluate(bow_model(), [directory], cache_dir=None, dims=[11, 5])
-    for dim in (11, 5):
+    directory = make_task(tmp_path, f"Mock{type_}2", type_, files)
+    ours = evaluate(bow_model(), [directory], cache_dir=None, dims=[11, 5, 3])
+    for dim in (11, 5, 3):
         loaded = load_task(directory)
         task = build_mteb_task(loaded.spec, get_task_type(loaded.spec), loaded.data)
         reference = bow_model()
@@ -143,11 +175,11 @@ def test_generic_task_equals_mteb_evaluate_on_the_same_model(tmp_path):
             task,
             cache=None,
             show_progress_bar=False,
-            encode_kwargs={"batch_size": 32, "normalize_embeddings": True},
+            encode_kwargs={"batch_size": 32, "normalize_embeddings": dim < 11},  # renormalize truncated dims
         )
         theirs = result.task_results[0].scores["test"][0]["main_score"]
         (record,) = [r for r in ours.records if r["dim"] == dim]
-        assert record["main_score"] == pytest.approx(theirs, abs=1e-9)
+        assert record["main_score"] == pytest.approx(theirs, abs=1e-9), dim
 
 
 def test_fingerprint_tells_a_causal_from_a_bidirectional_decoder(tmp_path):
