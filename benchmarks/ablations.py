@@ -2,6 +2,7 @@
 
     python benchmarks/ablations.py                  # writes docs/RESULTS.md (about 30 minutes on 2 CPU cores)
     python benchmarks/ablations.py --steps 60 --tasks ../shared/data/eval/STSBenchmark --output /tmp/abl
+    python benchmarks/ablations.py --resume         # after a killed run: finished variants are reused
 
 Every variant starts from all-MiniLM-L6-v2 and runs the same recipe: hard negatives for 3,000 Debian
 (summary -> description) pairs mined with the base model (ranks 10-50, 4 negatives, false-negative filter),
@@ -128,10 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="*", default=None, help=f"task dirs (default: {', '.join(DEFAULT_TASKS)})")
     parser.add_argument("--output", default=str(REPO / "runs" / "ablations"))
     parser.add_argument("--results", default=str(REPO / "docs" / "RESULTS.md"))
+    parser.add_argument(
+        "--resume", action="store_true", help="reuse the variants a previous (killed) run with these settings finished"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
 
+    import json
     from statistics import mean
 
     from embedforge.evaluation import evaluate, load_tasks
@@ -146,19 +151,27 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     base = evaluate("all-MiniLM-L6-v2", tasks, work / "eval" / "base", model_name="base")
     scores["all-MiniLM-L6-v2 (untrained)"] = base.main_scores()
-    run_recipe(
-        recipe_from_dict(mining_recipe(work / "mined", args.rows, args.seed), "ablation mining"), overwrite=True
-    )
     mined = work / "mined" / "mine" / "debian.jsonl"
+    if not (args.resume and mined.exists()):
+        mining = mining_recipe(work / "mined", args.rows, args.seed)
+        run_recipe(recipe_from_dict(mining, "ablation mining"), overwrite=True)
     for label, (loss, seed_offset, _) in VARIANTS.items():
         slug = label.replace(" ", "-").replace(",", "").replace("=", "").replace("γ", "gamma")
         spec = recipe(
             slug, loss, args.seed + seed_offset, args.steps, work / slug, args.rows, mined, args.max_seq_length
         )
-        result = run_recipe(recipe_from_dict(spec, f"ablation {label}"), overwrite=True)
-        seconds[label] = result.stages["finetune"].summary.get("train_seconds", 0.0)
-        report = evaluate(result.final_model, tasks, work / "eval" / slug, model_name=label)
-        scores[label] = report.main_scores()
+        done = work / "eval" / slug / "variant.json"  # written last: the variant's scores under these settings
+        previous = json.loads(done.read_text(encoding="utf-8")) if args.resume and done.exists() else None
+        if previous is not None and previous["recipe"] == json.loads(json.dumps(spec, default=str)):
+            scores[label], seconds[label] = previous["scores"], previous["seconds"]
+            print(f"{label}: reused from {done}", flush=True)
+        else:
+            result = run_recipe(recipe_from_dict(spec, f"ablation {label}"), overwrite=True)
+            seconds[label] = result.stages["finetune"].summary.get("train_seconds", 0.0)
+            report = evaluate(result.final_model, tasks, work / "eval" / slug, model_name=label)
+            scores[label] = report.main_scores()
+            record = {"recipe": spec, "scores": scores[label], "seconds": seconds[label]}
+            atomic_write_text(done, json.dumps(record, default=str, indent=1))
         print(f"{label}: mean {100 * mean(scores[label].values()):.2f} ({seconds[label]:.0f} s training)", flush=True)
 
     lines = [
