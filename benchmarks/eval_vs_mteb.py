@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             (fresh,) = load_tasks([task.spec.directory])  # fresh data, as a new mteb run would load it
             result = mteb.evaluate(
                 model,
-                [build_mteb_task(fresh.spec, get_task_type(fresh.spec), fresh.data)],
+                [build_mteb_task(fresh.spec, get_task_type(fresh.spec), fresh.data, plain=True)],
                 cache=None,
                 show_progress_bar=False,
                 encode_kwargs={"batch_size": args.batch_size, "normalize_embeddings": dim < full_dim},

@@ -47,8 +47,12 @@ def _registered_class(name: str) -> type | None:
             return None
 
 
-def build_mteb_task(spec: TaskSpec, task_type: TaskType, dataset: Any) -> Any:
-    """An MTEB task instance for ``spec`` holding ``dataset``, restricted to ``spec.eval_split``."""
+def build_mteb_task(spec: TaskSpec, task_type: TaskType, dataset: Any, *, plain: bool = False) -> Any:
+    """An MTEB task instance for ``spec`` holding ``dataset``, restricted to ``spec.eval_split``.
+
+    ``plain=True`` leaves out the type's :meth:`~embedforge.evaluation.types.TaskType.mteb_methods` (MTEB's
+    code exactly as it ships: what benchmarks and tests compare us with).
+    """
     from mteb.abstasks.task_metadata import TaskMetadata
 
     registered = _registered_class(spec.name)
@@ -112,7 +116,13 @@ def build_mteb_task(spec: TaskSpec, task_type: TaskType, dataset: Any) -> Any:
     cls = type(
         f"Local{base.__name__}",
         (base,),
-        {"metadata": metadata, "load_data": load_data, "dataset_transform": dataset_transform, **protocol},
+        {
+            "metadata": metadata,
+            "load_data": load_data,
+            "dataset_transform": dataset_transform,
+            **({} if plain else task_type.mteb_methods(base)),
+            **protocol,
+        },
     )
     task = cls()
     from mteb.abstasks.retrieval import AbsTaskRetrieval

@@ -151,7 +151,17 @@ def _noisy_clustering_rows(n: int = 60) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize(
     ("type_", "files"),
-    [("Retrieval", RETRIEVAL_FILES), ("Clustering", {"test.jsonl": _noisy_clustering_rows()})],
+    [
+        ("Retrieval", RETRIEVAL_FILES),
+        ("Clustering", {"test.jsonl": _noisy_clustering_rows()}),
+        (
+            "Classification",  # string labels, numbered by our loader; MTEB undersamples 8 per label, 10 times
+            {
+                "train.jsonl": _noisy_clustering_rows(120),
+                "test.jsonl": _noisy_clustering_rows(80)[40:],
+            },
+        ),
+    ],
 )
 def test_generic_task_equals_mteb_evaluate_on_the_same_model(tmp_path, type_, files):
     """Our pipeline (cache, dims, encoder) vs plain `mteb.evaluate` with a SentenceTransformer, one fresh MTEB run
@@ -163,11 +173,12 @@ def test_generic_task_equals_mteb_evaluate_on_the_same_model(tmp_path, type_, fi
     from embedforge.evaluation.mteb_tasks import build_mteb_task
     from embedforge.evaluation.types import get_task_type
 
-    directory = make_task(tmp_path, f"Mock{type_}2", type_, files)
+    extra = {"train_split": "train"} if type_ == "Classification" else {}
+    directory = make_task(tmp_path, f"Mock{type_}2", type_, files, **extra)
     ours = evaluate(bow_model(), [directory], cache_dir=None, dims=[11, 5, 3])
     for dim in (11, 5, 3):
         loaded = load_task(directory)
-        task = build_mteb_task(loaded.spec, get_task_type(loaded.spec), loaded.data)
+        task = build_mteb_task(loaded.spec, get_task_type(loaded.spec), loaded.data, plain=True)
         reference = bow_model()
         reference.truncate_dim = dim
         result = mteb.evaluate(
