@@ -191,15 +191,16 @@ class LengthGroupedBatchSampler(DefaultBatchSampler):
         hashes = []
         for index, column in enumerate(columns):
             values = table[column]
+            texts = values.to_pylist() if self._measure is not None or self.no_duplicates else None
             if self._measure is not None:
-                lengths[:, index] = self._measure([text or "" for text in values.to_pylist()])
+                lengths[:, index] = self._measure([text or "" for text in texts])
             else:
                 lengths[:, index] = np.nan_to_num(
                     pc.utf8_length(values).to_numpy(zero_copy_only=False).astype(float)
                 ).astype(np.int64)
             if self.no_duplicates:
                 # pandas' hash_array: vectorized, keyed (the same in every process, unlike hash())
-                objects = np.asarray(values.to_pylist(), dtype=object)
+                objects = np.asarray(texts, dtype=object)
                 hashes.append(pd.util.hash_array(objects, categorize=False).astype(np.int64))
         self._lengths = lengths
         self._row_values = list(zip(*(h.tolist() for h in hashes), strict=True)) if hashes else None

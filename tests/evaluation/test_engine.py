@@ -137,7 +137,7 @@ def test_reference_picks_the_model_from_scores_long(tmp_path, model, task_dirs):
         load_reference(path, model="org__m0")
 
 
-def _noisy_clustering_rows(n: int = 60) -> list[dict[str, str]]:
+def _noisy_labelled_rows(n: int = 60) -> list[dict[str, str]]:
     """Texts of three random words labelled by which half of the vocabulary their first word is in: the clusters
     overlap, so k-means' v_measure depends on which bootstrap sample MTEB draws."""
     rng = np.random.default_rng(0)
@@ -153,12 +153,12 @@ def _noisy_clustering_rows(n: int = 60) -> list[dict[str, str]]:
     ("type_", "files"),
     [
         ("Retrieval", RETRIEVAL_FILES),
-        ("Clustering", {"test.jsonl": _noisy_clustering_rows()}),
+        ("Clustering", {"test.jsonl": _noisy_labelled_rows()}),
         (
             "Classification",  # string labels, numbered by our loader; MTEB undersamples 8 per label, 10 times
             {
-                "train.jsonl": _noisy_clustering_rows(120),
-                "test.jsonl": _noisy_clustering_rows(80)[40:],
+                "train.jsonl": _noisy_labelled_rows(120),
+                "test.jsonl": _noisy_labelled_rows(80)[40:],
             },
         ),
     ],
