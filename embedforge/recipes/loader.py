@@ -161,4 +161,4 @@ def _resolve_fields(mapping: Any, keys: Sequence[str], resolve) -> None:
 
 def _register_builtin_stages() -> None:
     # importing the stage modules registers them (kept out of module import for start-up speed)
-    from embedforge.recipes.stages import evaluate, merge, mine, train  # noqa: F401
+    from embedforge.recipes.stages import evaluate, merge, mine, synth, train  # noqa: F401
