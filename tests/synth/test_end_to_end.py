@@ -1,0 +1,121 @@
+"""End to end against a local OpenAI-compatible stub server: ``embedforge synth``, the ``synth`` stage, training."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from embedforge.cli import main
+from embedforge.errors import ConfigError
+from embedforge.recipes import recipe_from_dict
+from tests.synth.conftest import DOCUMENTS, StubServer, first_words
+
+
+def reply(prompt: str) -> str:
+    if "needs an understanding" in prompt:  # the reasoning template
+        return f"Why does it matter that {first_words(prompt, 4)}?"
+    return f"Query: {first_words(prompt, 5)}?"
+
+
+def test_cli_and_synth_stage_feed_training(corpus_file, tmp_path, tiny_bert_dir, tiny_model_dir, capsys):
+    output = tmp_path / "out.jsonl"
+    with StubServer(reply, fail=[503]) as server:
+        code = main(
+            [
+                "synth",
+                "--corpus", str(corpus_file), "--text-column", "text",
+                "--generator", "openai:stub-llm", "--base-url", server.url, "--max-retries", "2",
+                "--queries-per-doc", "2", "--max-docs", "4", "--templates", "question", "reasoning",
+                "--filter-model", str(tiny_model_dir), "--filter-top-k", "none",
+                "--output", str(output), "--quiet",
+            ]
+        )  # fmt: skip
+        assert code == 0
+        summary = json.loads(capsys.readouterr().out.split(": ", 1)[1])
+        assert summary["documents"] == 4 and summary["failed"] == 0
+        prompts = [r["messages"][-1]["content"] for r in server.requests]
+        assert len(server.requests) == 4 * 2 + 1  # one 503 retried
+        assert sum("natural question" in p for p in prompts[1:]) == 4  # the question template, once per document
+        assert sum("needs an understanding" in p for p in prompts) == 4  # the reasoning template
+        assert {r["model"] for r in server.requests} == {"stub-llm"}
+
+        rows = [json.loads(line) for line in output.read_text().splitlines()]
+        assert len(rows) == 8
+        texts = {d["text"] for d in DOCUMENTS}
+        for row in rows:
+            expected = {
+                "question": first_words(row["positive"], 5) + "?",
+                "reasoning": f"Why does it matter that {first_words(row['positive'], 4)}?",
+            }
+            assert row["positive"] in texts and row["anchor"] == expected[row["query_type"]]
+            assert row["generator"] == f"openai:stub-llm@{server.url}"
+            assert isinstance(row["filter_score"], float) and row["template"].endswith(f"{row['query_type']}.txt")
+
+        # a recipe: a synth stage (same stub), then training on its output and on the CLI's file as kind: pairs
+        train = {"batch_size": 4, "max_steps": 1, "save_steps": 1, "logging_steps": 1, "learning_rate": 1e-3}
+        recipe = {
+            "name": "synth-e2e",
+            "model": {"base": str(tiny_bert_dir), "max_seq_length": 32},
+            "output_dir": str(tmp_path / "run"),
+            "seed": 3,
+            "stages": {
+                "synth": {
+                    "type": "synth",
+                    "corpus": str(corpus_file),
+                    "generator": {"spec": "openai:stub-llm", "base_url": server.url},
+                    "queries_per_doc": 1,
+                    "templates": ["keywords"],
+                    "filter_top_k": 6,
+                    "model": "base",
+                },
+                "finetune": {
+                    "datasets": [
+                        {"name": "synth", "path": "@synth/synth.jsonl", "kind": "pairs"},
+                        {"name": "cli", "path": str(output), "kind": "pairs"},
+                    ],
+                    **train,
+                },
+            },
+        }
+        path = tmp_path / "recipe.yaml"
+        path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+        assert main(["train", str(path), "--quiet"]) == 0
+
+    run = tmp_path / "run"
+    stage = json.loads((run / "synth" / "stage.json").read_text())["summary"]
+    assert stage["rows"] == len(DOCUMENTS) and stage["model"] == str(tiny_bert_dir)
+    assert (run / "synth" / "synth.generations.jsonl").is_file()
+    finetune = json.loads((run / "finetune" / "stage.json").read_text())["summary"]
+    assert [d["path"] for d in finetune["datasets"]] == [str(run / "synth" / "synth.jsonl"), str(output)]
+    assert (run / "finetune" / "final").is_dir()
+
+
+def test_cli_reports_endpoint_failures(corpus_file, tmp_path, tiny_model_dir, capsys):
+    output = tmp_path / "out.jsonl"
+    with StubServer(reply, fail=[500] * 100) as server:
+        code = main(
+            [
+                "synth", "--corpus", str(corpus_file), "--generator", "openai:stub", "--base-url", server.url,
+                "--max-retries", "1", "--request-budget", "3", "--queries-per-doc", "1", "--max-docs", "2",
+                "--docs-per-batch", "1", "--filter-model", "none", "--output", str(output), "--quiet",
+            ]
+        )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 2  # no pair at all: an error naming the generation log
+    assert "no synthetic pair left" in captured.err and "generations.jsonl" in captured.err
+    assert len(server.requests) == 3  # the budget
+
+
+def test_synth_stage_is_checked_at_load(tmp_path, corpus_file):
+    recipe = {
+        "name": "x",
+        "model": {"base": "all-MiniLM-L6-v2"},
+        "stages": {"synth": {"type": "synth", "corpus": str(corpus_file), "templates": ["questoin"]}},
+    }
+    with pytest.raises(ConfigError, match="unknown template 'questoin'. Did you mean 'question'"):
+        recipe_from_dict(recipe, "recipe.yaml")
+    recipe["stages"]["synth"] = {"type": "synth", "corpus": str(corpus_file), "queries_per_doc": 0}
+    with pytest.raises(ConfigError, match="queries_per_doc"):
+        recipe_from_dict(recipe, "recipe.yaml")
