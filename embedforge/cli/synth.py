@@ -5,6 +5,9 @@ Thin over :func:`embedforge.synth.synthesize`. Writes jsonl rows ``anchor`` (que
 ``kind: pairs`` (or ``kind: triplets``). Rerunning the same command resumes: documents already in
 ``OUT.generations.jsonl`` are not generated again.
 
+With ``--queries FILE`` it makes reasoning-intensive data instead: candidates mined from the corpus for each given
+query are judged by the LLM (``--judge pointwise|listwise``) into positives and hard negatives.
+
 Examples::
 
     embedforge synth --corpus docs.jsonl --text-column text --generator SmolLM2-135M-Instruct \\
@@ -12,6 +15,7 @@ Examples::
     embedforge synth --corpus ../shared/data/eval/SciFact --generator openai:Qwen/Qwen2.5-7B-Instruct \\
         --base-url http://127.0.0.1:8000/v1 --concurrency 32 --request-budget 20000 \\
         --num-negatives 4 --decontaminate-against ../shared/data/eval --output scifact.synth.jsonl
+    embedforge synth --queries hard_questions.jsonl --corpus docs.jsonl --judge listwise --output reasoning.jsonl
 """
 
 from __future__ import annotations
@@ -67,6 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     keep.add_argument("--num-negatives", type=int, default=0, help="hard negatives mined per pair (default 0: none)")
     keep.add_argument("--range-min", type=int, default=10, help="first rank a negative may take (default 10)")
     keep.add_argument("--range-max", type=int, default=50, help="ranks below this one (default 50)")
+    reason = parser.add_argument_group("reasoning-intensive data (given queries; no generation)")
+    reason.add_argument("--queries", metavar="FILE", help="queries (jsonl/parquet/BEIR dir): judge mined candidates")
+    reason.add_argument("--query-column", default="text", help="column of a query's text (default text)")
+    reason.add_argument("--max-queries", type=int, help="a seeded random subset of this many queries")
+    reason.add_argument("--judge", default="pointwise", choices=("pointwise", "listwise"), help="default pointwise")
+    reason.add_argument("--num-candidates", type=int, default=10, help="candidates mined per query (default 10)")
     parser.add_argument("--quiet", action="store_true", help="warnings only, no progress bar")
 
 
@@ -87,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         request_budget=args.request_budget,
     )
     filter_model = None if args.filter_model.lower() in ("none", "off") else args.filter_model
+    if args.queries:
+        return _judge(args, generator, filter_model)
     config = SynthConfig(
         corpus=args.corpus,
         output=args.output,
@@ -125,6 +137,30 @@ def run(args: argparse.Namespace) -> int:
             f"({generation['last_error']}); rerun the same command to retry them\n"
         )
         return 1
+    return 0
+
+
+def _judge(args: argparse.Namespace, generator, model: str | None) -> int:
+    from embedforge.errors import ConfigError
+    from embedforge.synth import JudgeConfig
+    from embedforge.synth.reasoning import judge_query_file
+
+    if model is None:
+        raise ConfigError("--queries: candidates are mined with --filter-model, which cannot be 'none'")
+    counts = judge_query_file(
+        args.queries,
+        args.corpus,
+        args.output,
+        generator=generator,
+        model=model,
+        config=JudgeConfig(mode=args.judge, num_candidates=args.num_candidates, num_negatives=args.num_negatives or 3),
+        query_column=args.query_column,
+        text_column=args.text_column,
+        max_queries=args.max_queries,
+        seed=args.seed,
+        query_prompt=args.query_prompt,
+    )
+    sys.stdout.write(f"wrote {args.output}: {json.dumps(counts)}\n")
     return 0
 
 

@@ -4,7 +4,8 @@ Seed1.5-Embedding's general-purpose synthetic data: an LLM writes diverse querie
 only highly relevant pairs are kept, and hard negatives are mined for the kept pairs. :func:`synthesize` runs
 
 1. **generate**: for each document (a seeded subset of ``max_docs``), ``queries_per_doc`` replies, the query types
-   taken in turn from ``templates`` (question, keywords, reasoning...); each reply is cleaned into one query
+   taken in turn from ``templates`` (question, keywords, reasoning...), starting at a place the document's id
+   picks (so one query per document still covers every type); each reply is cleaned into one query
    (:func:`clean_query`). Replies stream into the *generation log* ``<output>.generations.jsonl``, one line per
    finished document, appended and flushed after every batch: a killed run loses at most one batch, and a rerun
    skips the documents already in the log (resume). The log's first line holds the settings that shape the
@@ -324,13 +325,13 @@ def generate_queries(
         for start in range(0, len(pending), config.docs_per_batch):
             batch = pending[start : start + config.docs_per_batch]
             seed = _batch_seed(config.seed, batch[0].id)
-            plan = [(d, k, templates[k % len(templates)]) for d in batch for k in range(config.queries_per_doc)]
-            prompts = [t.render(document=d.text[: config.max_doc_chars]) for d, _, t in plan]
+            plan = [(d, t) for d in batch for t in _document_templates(d, templates, config.queries_per_doc)]
+            prompts = [t.render(document=d.text[: config.max_doc_chars]) for d, t in plan]
             completions = generator.generate(prompts, seed=seed)
             report.replies += len(completions)
             replies: dict[str, list[dict[str, Any]]] = {d.id: [] for d in batch}
             failed: set[str] = set()
-            for (document, _, template), completion in zip(plan, completions, strict=True):
+            for (document, template), completion in zip(plan, completions, strict=True):
                 if completion.error is not None:
                     failed.add(document.id)
                     report.last_error = completion.error
@@ -405,6 +406,16 @@ def _truncate_torn_line(path: Path) -> None:
     if data and not data.endswith(b"\n"):
         with path.open("r+b") as handle:
             handle.truncate(data.rfind(b"\n") + 1)
+
+
+def _document_templates(document: Document, templates: list[Template], count: int) -> list[Template]:
+    """The query types of a document's ``count`` replies: the templates in turn, from a place its id picks.
+
+    With fewer replies than templates every type still gets its share of the corpus; the choice depends only
+    on the document, so a resumed run asks the same.
+    """
+    first = int.from_bytes(hashlib.blake2b(document.id.encode(), digest_size=4).digest(), "little")
+    return [templates[(first + k) % len(templates)] for k in range(count)]
 
 
 def _batch_seed(seed: int, first_id: str) -> int:

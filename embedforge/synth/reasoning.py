@@ -27,7 +27,7 @@ from embedforge.synth.relevance import parse_score
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from embedforge.synth.generators import Generator
+    from embedforge.synth.generators import Generator, GeneratorConfig
     from embedforge.synth.templates import Template
 
 logger = logging.getLogger(__name__)
@@ -139,3 +139,50 @@ def judge_candidates(
     counts["rows"] = len(rows)
     logger.info("judged %d queries: %s", len(queries), counts)
     return rows, counts
+
+
+def judge_query_file(
+    queries: str,
+    corpus: str,
+    output: str,
+    *,
+    generator: GeneratorConfig | Generator,
+    model: str | SentenceTransformer,
+    config: JudgeConfig | None = None,
+    query_column: str = "text",
+    text_column: str = "text",
+    max_queries: int | None = None,
+    seed: int = 42,
+    query_prompt: str = "",
+) -> dict[str, int]:
+    """Read queries and a corpus from files, judge the mined candidates, write the rows (jsonl, atomically).
+
+    Queries and documents are read with :func:`embedforge.synth.read_documents` (jsonl / parquet / BEIR; a
+    BEIR directory as ``queries`` reads its ``queries.jsonl``). Returns the counts of :func:`judge_candidates`.
+    """
+    import json
+    from pathlib import Path
+
+    from embedforge.synth.corpus import read_documents, sample_documents
+    from embedforge.synth.generators import GeneratorConfig, load_generator
+    from embedforge.synth.templates import load_template
+    from embedforge.utils.io import atomic_write_text
+
+    config = config or JudgeConfig()
+    query_path = Path(queries)
+    if query_path.is_dir():
+        query_path = query_path / "queries.jsonl"
+    texts = [d.text for d in sample_documents(read_documents(query_path, text_column=query_column), max_queries, seed)]
+    documents = [d.text for d in read_documents(corpus, text_column=text_column)]
+    if isinstance(generator, GeneratorConfig):
+        generator = load_generator(generator)
+    if isinstance(model, str):
+        from embedforge.models import load_model
+
+        model = load_model(model)
+    template = load_template(config.template or f"judge_{config.mode}", config.mode)
+    rows, counts = judge_candidates(
+        generator, model, texts, documents, config, template, seed=seed, query_prompt=query_prompt
+    )
+    atomic_write_text(output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return counts

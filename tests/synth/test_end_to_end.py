@@ -119,3 +119,27 @@ def test_synth_stage_is_checked_at_load(tmp_path, corpus_file):
     recipe["stages"]["synth"] = {"type": "synth", "corpus": str(corpus_file), "queries_per_doc": 0}
     with pytest.raises(ConfigError, match="queries_per_doc"):
         recipe_from_dict(recipe, "recipe.yaml")
+
+
+def test_cli_judges_mined_candidates_for_given_queries(corpus_file, tmp_path, tiny_model_dir, capsys):
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({"question": q}) + "\n" for q in ("why do cats purr", "what is magma")))
+    output = tmp_path / "reasoning.jsonl"
+    with StubServer(lambda prompt: "2") as server:  # listwise: candidate [2] is the relevant one
+        code = main(
+            [
+                "synth", "--queries", str(queries), "--query-column", "question", "--corpus", str(corpus_file),
+                "--judge", "listwise", "--num-candidates", "4", "--num-negatives", "2",
+                "--generator", "openai:judge", "--base-url", server.url, "--filter-model", str(tiny_model_dir),
+                "--output", str(output), "--quiet",
+            ]
+        )  # fmt: skip
+        prompts = [r["messages"][-1]["content"] for r in server.requests]
+    assert code == 0 and json.loads(capsys.readouterr().out.split(": ", 1)[1])["rows"] == 2
+    assert len(prompts) == 2 and all("[4]" in p and "[5]" not in p for p in prompts)  # 4 candidates listed
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    texts = {d["text"] for d in DOCUMENTS}
+    for row, prompt in zip(rows, prompts, strict=True):
+        assert row["candidate_rank"] == 1 and row["judge_mode"] == "listwise"
+        assert f"[2] {row['positive']}" in prompt  # the judged candidate became the positive
+        assert {row["negative_1"], row["negative_2"]} <= texts - {row["positive"]}

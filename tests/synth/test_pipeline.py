@@ -209,3 +209,11 @@ def test_options_are_checked():
         SynthConfig(corpus="c", output="o", queries_per_doc=0)
     with pytest.raises(ConfigError, match="filter_top_k needs filter_model"):
         SynthConfig(corpus="c", output="o", filter_model=None)
+
+
+def test_one_query_per_document_still_covers_the_query_types(corpus_file, tmp_path):
+    generator = ScriptedGenerator(first_words)
+    options = {"templates": ["question", "keywords", "reasoning"], "queries_per_doc": 1, "filter_top_k": None}
+    synthesize(config(corpus_file, tmp_path / "o.jsonl", **options), generator=generator, model=BagOfWords())
+    types = {r["query_type"] for r in rows_of(tmp_path / "o.jsonl")}
+    assert len(generator.prompts) == len(DOCUMENTS) and len(types) >= 2
