@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generator", default="SmolLM2-135M-Instruct")
     parser.add_argument("--gen-batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--task-root", default=str(SHARED), help="folder holding the task directories")
     parser.add_argument("--output", default=str(REPO / "runs" / "synth_domain"))
     parser.add_argument("--results", default=str(REPO / "docs" / "synth_domain.md"))
     parser.add_argument("--resume", action="store_true", help="reuse generated queries, mined files, trained runs")
@@ -99,11 +100,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     work = Path(args.output)
-    settings = {k: v for k, v in vars(args).items() if k not in ("resume", "report_only", "results", "output")}
     if not args.report_only:
         for corpus in args.corpora:
             run_corpus(corpus, args, work / corpus)
-    report = render(args, work, settings)
+    report = render(args, work)
     from embedforge.utils.io import atomic_write_text
 
     atomic_write_text(Path(args.results), report)
@@ -117,7 +117,7 @@ def run_corpus(corpus: str, args: argparse.Namespace, work: Path) -> None:
     from embedforge.synth import GeneratorConfig, SynthConfig, synthesize
     from embedforge.utils.io import atomic_write_text
 
-    task_dir = SHARED / CORPORA[corpus]
+    task_dir = Path(args.task_root) / CORPORA[corpus]
     tasks = load_tasks([task_dir])
     work.mkdir(parents=True, exist_ok=True)
     base_file = work / "base.json"
@@ -179,7 +179,7 @@ def run_corpus(corpus: str, args: argparse.Namespace, work: Path) -> None:
             print(f"{corpus} {slug}: {record['score']} ({trained:.0f} s)", flush=True)
 
 
-def render(args: argparse.Namespace, work: Path, settings: dict) -> str:
+def render(args: argparse.Namespace, work: Path) -> str:
     lines = [
         "# Documents-only domain adaptation with synthetic queries",
         "",

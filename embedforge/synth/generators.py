@@ -12,7 +12,7 @@ Two kinds, chosen by the generator spec:
   finally fails comes back as a :class:`Completion` with its ``error`` (the document is then left unfinished, and a
   resumed run tries it again); errors are counted by kind in :attr:`Generator.stats`.
 
-Add a kind with :func:`register_generator`.
+Add a kind with :func:`register_generator` (:class:`~embedforge.utils.registry.Registry`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from embedforge.errors import ConfigError, did_you_mean
+from embedforge.errors import ConfigError
+from embedforge.utils.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -252,18 +253,15 @@ class OpenAIGenerator:
 
 
 # ----------------------------------------------------------------------------------------------- registry
-GENERATORS: dict[str, Callable[[str, GeneratorConfig], Any]] = {}
+#: generator kind -> factory(model, config), for specs ``<kind>:<model>``; add a kind with ``GENERATORS.register``
+GENERATORS: Registry[Callable[[str, GeneratorConfig], Any]] = Registry("generator kind")
+GENERATORS.register("hf", HFGenerator)
+GENERATORS.register("openai", OpenAIGenerator)
 
 
 def register_generator(kind: str, factory: Callable[[str, GeneratorConfig], Any]) -> None:
     """Add a generator kind: ``factory(model, config)`` for specs ``<kind>:<model>``."""
-    if kind in GENERATORS:
-        raise ValueError(f"generator kind {kind!r} is already registered")
-    GENERATORS[kind] = factory
-
-
-register_generator("hf", HFGenerator)
-register_generator("openai", OpenAIGenerator)
+    GENERATORS.register(kind, factory)
 
 
 def load_generator(config: GeneratorConfig | str) -> Generator:
@@ -273,11 +271,10 @@ def load_generator(config: GeneratorConfig | str) -> Generator:
     kind, sep, model = config.spec.partition(":")
     if not sep or (kind not in GENERATORS and os.path.exists(config.spec)):
         kind, model = "hf", config.spec  # a bare preset name or a folder
-    if kind not in GENERATORS:
-        raise ConfigError(f"generator {config.spec!r}: unknown kind {kind!r}.{did_you_mean(kind, GENERATORS)}")
+    factory = GENERATORS.lookup(kind)
     if not model:
         raise ConfigError(f"generator {config.spec!r}: name a model after '{kind}:'")
-    return GENERATORS[kind](model, config)
+    return factory(model, config)
 
 
 @dataclass

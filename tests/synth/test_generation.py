@@ -48,7 +48,7 @@ def test_a_model_without_chat_template_is_refused(tiny_decoder_dir):
 
 
 def test_unknown_generator_kind_names_the_kinds():
-    with pytest.raises(ConfigError, match="unknown kind 'vllm'.*hf, openai"):
+    with pytest.raises(ConfigError, match="unknown generator kind 'vllm'.*hf, openai"):
         load_generator("vllm:some-model")
 
 
