@@ -14,7 +14,8 @@ queries. Two training sets come out of that one file:
   highly relevant query-document pairs");
 * **filter off**: every pair.
 
-Each set trains one fine-tuning stage (InfoNCE with in-batch and the mined negatives, ``--steps`` steps of batch 32)
+Each set trains one fine-tuning stage (InfoNCE with in-batch and the mined negatives, ``--steps`` steps of batch 32,
+or a quarter of the filtered set when that is smaller)
 with ``--seeds`` training seeds (the synthetic data is generated once, with ``--gen-seed``); every model is then
 evaluated on the task (nDCG@10, MTEB protocol), as is the base.
 
@@ -49,7 +50,9 @@ BASE = "all-MiniLM-L6-v2"
 VARIANTS = ("filter on", "filter off")
 
 
-def train_recipe(name: str, data: Path, seed: int, steps: int, output: Path, max_seq_length: int) -> dict:
+def train_recipe(
+    name: str, data: Path, seed: int, steps: int, output: Path, max_seq_length: int, batch_size: int
+) -> dict:
     return {
         "name": name,
         "model": {"base": BASE},
@@ -59,7 +62,7 @@ def train_recipe(name: str, data: Path, seed: int, steps: int, output: Path, max
             "finetune": {
                 "datasets": [{"name": "synth", "path": str(data), "kind": "triplets"}],
                 "loss": {"temperature": 0.05},
-                "batch_size": 32,
+                "batch_size": batch_size,
                 "max_seq_length": max_seq_length,
                 "max_steps": steps,
                 "learning_rate": 2e-5,
@@ -155,12 +158,17 @@ def run_corpus(corpus: str, args: argparse.Namespace, work: Path) -> None:
     kept = [r for r in rows if r["filter_rank"] < args.top_k]
     atomic_write_text(files["filter on"], "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
     print(f"{corpus}: {len(rows)} synthetic pairs, {len(kept)} pass the round-trip filter (top {args.top_k})")
+    # one batch size for both variants, small enough that a batch of distinct texts exists in the smaller set
+    batch_size = min(32, len(kept) // 4)
+    if batch_size < 2:
+        print(f"{corpus}: too few filtered pairs ({len(kept)}) to train; more --docs or a larger --top-k")
+        return
 
     for seed in args.seeds:  # seeds outermost: an interrupted run still has paired on/off results
         for variant in VARIANTS:
             slug = f"{variant.replace(' ', '-')}-seed{seed}"
             done = work / "eval" / slug / "variant.json"
-            spec = train_recipe(slug, files[variant], seed, args.steps, work / slug, args.max_seq_length)
+            spec = train_recipe(slug, files[variant], seed, args.steps, work / slug, args.max_seq_length, batch_size)
             if args.resume and done.exists() and json.loads(done.read_text())["recipe"] == spec:
                 continue
             started = time.perf_counter()
