@@ -15,6 +15,7 @@ from embedforge.data.config import DatasetConfig
 from embedforge.errors import ConfigError
 from embedforge.losses.objective import ObjectiveConfig
 from embedforge.models.lora import LoraConfig
+from embedforge.utils.registry import Registry
 
 
 @dataclass
@@ -99,6 +100,41 @@ class EvalStageConfig:
 
 
 @dataclass
+class MineStageConfig:
+    """Mine hard negatives for each dataset with a model of the recipe (see :mod:`embedforge.mining`)."""
+
+    datasets: list[DatasetConfig]  # sources of (anchor, positive) pairs: pairs|triplets|retrieval|nli|sts
+    type: str = "mine"
+    model: str | None = None  # None = the previous stage's model; "base"; a stage name; a folder
+    corpus: str | list[str] | None = None  # extra candidate texts for every dataset: jsonl (text), BEIR dir, .txt
+    corpus_column: str = "text"  # jsonl field holding a corpus text
+    range_min: int = 50  # first rank (0-based; positives and filtered candidates excluded) a negative may take
+    range_max: int = 100  # ranks up to, not including, this one (KaLM-V2: 50-100)
+    num_negatives: int = 7  # negatives per row (KaLM-V2: 7); rows that cannot fill them are dropped
+    sampling: str = "random"  # random: a seeded sample of the window | top: its first num_negatives
+    relative_margin: float | None = 0.05  # false negatives: drop s(q,d) > s+ - |s+| * margin (NV-Retriever 95%)
+    absolute_margin: float | None = None  # false negatives: drop s(q,d) > s+ - margin (the loss's rule)
+    max_score: float | None = None  # drop candidates with s(q,d) above this
+    min_score: float | None = None  # drop candidates with s(q,d) below this
+    output_format: str = "n-tuple"  # n-tuple: anchor, positive, negative_1..n | triplet: one row per negative
+    batch_size: int = 64  # encoding batch size
+    use_faiss: bool = False  # faiss inner-product search (large pools) instead of chunked torch.topk
+    seed: int | None = None  # sampling seed; None = the recipe's seed
+
+
+@dataclass
+class MergeStageConfig:
+    """Average the parameters of models of the recipe (see :mod:`embedforge.merging`)."""
+
+    models: list[str]  # stage names, "<stage>/checkpoint-N", "base", or model folders (at least two)
+    type: str = "merge"
+    method: str | None = None  # uniform | weighted | cocktail; None = weighted if weights are given, else uniform
+    weights: list[float] | None = None  # weighted: one per model (normalized to sum to 1)
+    datasets: list[DatasetConfig] = field(default_factory=list)  # cocktail: a few target-task examples (max_rows)
+    temperature: float = 5.0  # cocktail: T in softmax(-loss / T) (LM-Cocktail's default)
+
+
+@dataclass
 class StageType:
     """A registered stage type: its config dataclass and its ``run(config, context) -> StageResult``."""
 
@@ -107,17 +143,15 @@ class StageType:
     run: Callable[..., Any]
     path_fields: tuple[str, ...] = ()  # config keys holding paths (resolved relative to the recipe file)
     produces_model: bool = True  # whether the stage's output is a model later stages start from
+    summary_class: type | None = None  # its StageSummary dataclass (how stage.json is read back on --resume)
 
 
-STAGE_TYPES: dict[str, StageType] = {}
+STAGE_TYPES: Registry[StageType] = Registry("stage type")
 
 
 def register_stage_type(stage_type: StageType) -> StageType:
     """Add a stage type; names are unique."""
-    if stage_type.name in STAGE_TYPES:
-        raise ValueError(f"stage type {stage_type.name!r} is already registered")
-    STAGE_TYPES[stage_type.name] = stage_type
-    return stage_type
+    return STAGE_TYPES.register(stage_type.name, stage_type)
 
 
 @dataclass

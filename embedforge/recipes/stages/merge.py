@@ -22,27 +22,13 @@ start from it::
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from embedforge.data.config import DatasetConfig
 from embedforge.errors import ConfigError, did_you_mean
-from embedforge.recipes.runner import StageContext, StageResult
-from embedforge.recipes.schema import STAGE_TYPES, StageType, register_stage_type
+from embedforge.recipes.context import MergeSummary, StageContext, StageResult
+from embedforge.recipes.schema import STAGE_TYPES, MergeStageConfig, StageType, register_stage_type
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class MergeStageConfig:
-    """Average the parameters of models of the recipe (see :mod:`embedforge.merging`)."""
-
-    models: list[str]  # stage names, "<stage>/checkpoint-N", "base", or model folders (at least two)
-    type: str = "merge"
-    method: str | None = None  # uniform | weighted | cocktail; None = weighted if weights are given, else uniform
-    weights: list[float] | None = None  # weighted: one per model (normalized to sum to 1)
-    datasets: list[DatasetConfig] = field(default_factory=list)  # cocktail: a few target-task examples (max_rows)
-    temperature: float = 5.0  # cocktail: T in softmax(-loss / T) (LM-Cocktail's default)
 
 
 def validate(config: MergeStageConfig, where: str) -> None:
@@ -101,7 +87,7 @@ def run(config: MergeStageConfig, context: StageContext) -> StageResult:
     paths = [resolve_ingredient(ref, context, f"{where}[{i}]") for i, ref in enumerate(config.models)]
     final = context.directory / "final"
     method = merge_method(config)
-    summary: dict = {"method": method}
+    summary = MergeSummary(method=method)
     state = PartialState(cpu=not torch.cuda.is_available())
     if state.is_main_process:  # one process merges; under torchrun the others wait for the folder
         examples = None
@@ -117,12 +103,12 @@ def run(config: MergeStageConfig, context: StageContext) -> StageResult:
             temperature=config.temperature,
         )
         save_soup(result, final, title=f"{context.recipe.name} ({context.name})", paths=paths)
-        summary["ingredients"] = [
+        summary.ingredients = [
             {"model": ref, "path": path, "weight": round(weight, 6)}
             for ref, path, weight in zip(config.models, paths, result.weights, strict=True)
         ]
         if result.example_losses is not None:
-            summary["example_losses"] = [round(loss, 6) for loss in result.example_losses]
+            summary.example_losses = [round(loss, 6) for loss in result.example_losses]
         logger.info("stage %s: saved the %s soup of %d models to %s", context.name, method, len(paths), final)
     state.wait_for_everyone()
     return StageResult(model_path=str(final), summary=summary)
@@ -130,4 +116,6 @@ def run(config: MergeStageConfig, context: StageContext) -> StageResult:
 
 run.validate = validate  # checked by the recipe loader
 
-register_stage_type(StageType(name="merge", config_class=MergeStageConfig, run=run, produces_model=True))
+register_stage_type(
+    StageType(name="merge", config_class=MergeStageConfig, run=run, produces_model=True, summary_class=MergeSummary)
+)
