@@ -65,6 +65,7 @@ class TrainSummary(StageSummary):
     train_seconds: float = 0.0
     samples_per_second: float = 0.0
     final_loss: float | None = None
+    decontaminated_against: list[str] = field(default_factory=list)  # eval task dirs whose texts were removed
     datasets: list[dict[str, Any]] = field(default_factory=list)  # the loaded datasets (DatasetInfo as data)
     losses: dict[str, str] = field(default_factory=dict)  # dataset -> loss description
 

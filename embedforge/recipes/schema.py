@@ -83,7 +83,9 @@ class TrainStageConfig(ObjectiveConfig):
     save_steps: int = 500  # checkpoint every N steps (always one at the end)
     save_total_limit: int | None = 2  # keep the newest N checkpoints
     logging_steps: int = 10  # log loss, learning rate and samples/s every N steps
-    decontaminate_against: list[str] = field(default_factory=list)  # eval task dirs/roots whose texts are removed
+    decontaminate_against: list[str] | None = None  # eval task dirs/roots whose texts are removed (None: the
+    # recipe's eval tasks, so decontamination is on wherever the recipe evaluates; []: this stage opts out)
+    decontaminate_near_duplicates: float | None = None  # also near duplicates: word-3-gram Jaccard >= this (MinHash)
     trainer_args: dict[str, Any] = field(default_factory=dict)  # passed to SentenceTransformerTrainingArguments
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from embedforge.errors import ConfigError
 from embedforge.recipes.context import StageContext, StageResult, TrainSummary
-from embedforge.recipes.schema import StageType, TrainStageConfig, register_stage_type
+from embedforge.recipes.schema import Recipe, StageType, TrainStageConfig, register_stage_type
 from embedforge.utils.config import to_plain
 
 logger = logging.getLogger(__name__)
@@ -30,6 +30,9 @@ def validate(config: TrainStageConfig, where: str) -> None:
     for key in ("batch_size", "save_steps", "logging_steps", "gradient_accumulation_steps"):
         if getattr(config, key) < 1:
             raise ConfigError(f"{where}.{key}: must be >= 1, got {getattr(config, key)}")
+    near = config.decontaminate_near_duplicates
+    if near is not None and not 0.0 < near <= 1.0:
+        raise ConfigError(f"{where}.decontaminate_near_duplicates: a Jaccard threshold in (0, 1], got {near}")
     if config.max_steps is not None and config.max_steps < 1:
         raise ConfigError(f"{where}.max_steps: must be >= 1, got {config.max_steps}")
     _check_trainer_args(config.trainer_args, f"{where}.trainer_args")
@@ -56,6 +59,16 @@ def _check_trainer_args(trainer_args: dict[str, Any], where: str) -> None:
             raise ConfigError(f"{where}.{key}: set by the stage itself; use the stage key instead")
         if key not in valid:
             raise ConfigError(f"{where}.{key}: not a training argument.{did_you_mean(key, valid)}")
+
+
+def decontamination_dirs(config: TrainStageConfig, recipe: Recipe) -> list[str]:
+    """The evaluation task dirs a stage decontaminates against: its own list, else the recipe's eval tasks."""
+    if config.decontaminate_against is not None:
+        return list(config.decontaminate_against)
+    if recipe.eval is None:
+        logger.info("no decontamination: the recipe has no eval section and the stage no decontaminate_against")
+        return []
+    return [*recipe.eval.tasks, *([recipe.eval.task_root] if recipe.eval.task_root else [])]
 
 
 def _bf16(setting: str | bool) -> bool:
@@ -151,6 +164,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
     import torch
 
     from embedforge.data import load_training_datasets
+    from embedforge.data.decontaminate import EvalTextIndex
     from embedforge.losses.objective import build_objectives, describe_loss, release_objectives, router_aux_coef
     from embedforge.recipes.stage_paths import resolve_stage_paths
     from embedforge.training.backbones import prepare_backbone
@@ -169,11 +183,14 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
     if config.max_seq_length is not None:
         model.max_seq_length = config.max_seq_length  # train short; the saved model keeps inference_length
     backbone = prepare_backbone(model, context.recipe.model.lora, f"{context.recipe.source}: stages.{context.name}")
+    eval_dirs = decontamination_dirs(config, context.recipe)
     datasets, info = load_training_datasets(
         resolve_stage_paths(config.datasets, directory.parent),  # "@mine/x.jsonl": an earlier stage's file
         seed=context.recipe.seed,
         temperature=config.sampling_temperature,
-        eval_dirs=config.decontaminate_against or None,
+        decontamination=EvalTextIndex.from_task_dirs(eval_dirs, near_duplicates=config.decontaminate_near_duplicates)
+        if eval_dirs
+        else None,
     )
     datasets, teacher_dim = _add_teacher_targets(config, context, datasets)
     losses = build_objectives(info.datasets, config, model, world_size, teacher_dim=teacher_dim)
@@ -190,6 +207,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         trainable_parameters=backbone.trainable_parameters,
         total_parameters=backbone.total_parameters,
         router_aux_loss_coef=router_aux_coef(model, config),
+        decontaminated_against=eval_dirs,
     )
     trainer = EmbedforgeTrainer(
         model=model,
