@@ -49,6 +49,8 @@ class EvalConfig:
     dims: list[int] | None = None  # Matryoshka dimensions (None: full)
     batch_size: int = 32  # encoding batch size
     compare_base: bool = True  # also evaluate the base model and print both rows
+    instructions: dict[str, str] = field(default_factory=dict)  # task name or MTEB type -> instruction saved as
+    # the model's prompt for it (over the task.json `instruction`; instruction-trained recipes only)
 
 
 @dataclass(kw_only=True)

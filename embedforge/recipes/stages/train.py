@@ -95,15 +95,22 @@ def _add_teacher_targets(config: TrainStageConfig, context: StageContext, datase
 
 def _save_final(trainer, config: TrainStageConfig, context: StageContext, summary: TrainSummary, final, max_length):
     """Rank 0: loss curve, model card (every train stage so far), and ``final`` with prompts, atomically."""
-    from embedforge.data.instructions import model_prompts
+    from embedforge.data.instructions import evaluation_prompts
     from embedforge.models import save_model
     from embedforge.training.callbacks import plot_loss_curve
     from embedforge.training.model_card import model_card
 
     directory = context.directory
     plot_loss_curve(trainer.state.log_history, directory / "loss.png", f"{context.recipe.name}: {context.name}")
-    instructions = [d for d in config.datasets if d.instruction]
-    prompts = model_prompts(template=instructions[0].template) if instructions else None
+    instructed = [d for d in config.datasets if d.instruction]
+    prompts = None
+    if instructed:  # an instruction-trained model is saved with the evaluation instructions as prompts
+        evaluation = context.recipe.eval
+        task_dirs = (
+            [*evaluation.tasks, *([evaluation.task_root] if evaluation.task_root else [])] if evaluation else []
+        )
+        instructions = evaluation.instructions if evaluation else {}
+        prompts = evaluation_prompts(task_dirs, instructions, template=instructed[0].template)
     trained = {**{n: s for n, s in context.summaries.items() if isinstance(s, TrainSummary)}, context.name: summary}
     stages = [{"name": n, "type": "train", **to_plain(s)} for n, s in trained.items()]
     card = model_card(
