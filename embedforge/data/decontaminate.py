@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from embedforge.errors import ConfigError, DataError
 from embedforge.utils.io import iter_jsonl, open_text, read_json
 
@@ -66,23 +68,28 @@ def text_hash(text: str) -> int:
 _SHINGLE_WORDS = 3
 _MINHASH_BANDS, _MINHASH_ROWS = 16, 4
 _MASKS = [int.from_bytes(hashlib.blake2b(bytes([i]), digest_size=8).digest(), "little") for i in range(64)]
-_MULTIPLIER = 0x9E3779B97F4A7C15  # odd: x -> x * M mod 2^64 is a permutation
-_MASK64 = (1 << 64) - 1
+_MASK_ARRAY = np.array(_MASKS, dtype=np.uint64)
+_LOW64 = (1 << 64) - 1
+_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd: x -> x * M mod 2^64 is a permutation
 
 
 def shingles(text: str) -> frozenset[int]:
-    """64-bit hashes of the normalized text's word 3-grams (the whole text when it has fewer words)."""
+    """Hashes of the normalized text's word 3-grams (the whole text when it has fewer words).
+
+    Python's own string hash (salted per process, fast): an index and its queries live in one process.
+    """
     words = normalize_text(text).split(" ")
-    grams = [" ".join(words[i : i + _SHINGLE_WORDS]) for i in range(max(1, len(words) - _SHINGLE_WORDS + 1))]
-    return frozenset(
-        int.from_bytes(hashlib.blake2b(g.encode("utf-8"), digest_size=8).digest(), "little") for g in grams
-    )
+    count = max(1, len(words) - _SHINGLE_WORDS + 1)
+    return frozenset(hash(tuple(words[i : i + _SHINGLE_WORDS])) & _LOW64 for i in range(count))
 
 
 def minhash_bands(shingle_set: frozenset[int]) -> list[tuple[int, ...]]:
     """The 16 LSH band keys of a shingle set's 64-value MinHash signature (h_i(x) = ((x XOR m_i) * M) mod 2^64)."""
-    signature = [min(((x ^ mask) * _MULTIPLIER) & _MASK64 for x in shingle_set) for mask in _MASKS]
-    return [(band, *signature[band * _MINHASH_ROWS : (band + 1) * _MINHASH_ROWS]) for band in range(_MINHASH_BANDS)]
+    values = np.fromiter(shingle_set, dtype=np.uint64, count=len(shingle_set))  # (n,)
+    with np.errstate(over="ignore"):  # the multiplication wraps around mod 2^64 on purpose
+        signature = ((values[None, :] ^ _MASK_ARRAY[:, None]) * _MULTIPLIER).min(axis=1)  # (64,)
+    rows = signature.reshape(_MINHASH_BANDS, _MINHASH_ROWS).tolist()  # (16, 4)
+    return [(band, *row) for band, row in enumerate(rows)]
 
 
 def jaccard(a: frozenset[int], b: frozenset[int]) -> float:
