@@ -14,6 +14,7 @@ from typing import Any
 from embedforge.data.config import DatasetConfig
 from embedforge.errors import ConfigError
 from embedforge.losses.objective import ObjectiveConfig
+from embedforge.mining.miner import MiningOptions
 from embedforge.models.lora import LoraConfig
 from embedforge.utils.registry import Registry
 
@@ -103,26 +104,19 @@ class EvalStageConfig:
     batch_size: int = 32
 
 
-@dataclass
-class MineStageConfig:
-    """Mine hard negatives for each dataset with a model of the recipe (see :mod:`embedforge.mining`)."""
+@dataclass(kw_only=True)
+class MineStageConfig(MiningOptions):
+    """Mine hard negatives for each dataset with a model of the recipe (see :mod:`embedforge.mining`).
+
+    The mining keys (``range_min``, ``range_max``, ``num_negatives``, ``sampling``, the margins, ...) are
+    :class:`~embedforge.mining.miner.MiningOptions`'s; the stage passes itself whole as the options.
+    """
 
     datasets: list[DatasetConfig]  # sources of (anchor, positive) pairs: pairs|triplets|retrieval|nli|sts
     type: str = "mine"
     model: str | None = None  # None = the previous stage's model; "base"; a stage name; a folder
     corpus: str | list[str] | None = None  # extra candidate texts for every dataset: jsonl (text), BEIR dir, .txt
     corpus_column: str = "text"  # jsonl field holding a corpus text
-    range_min: int = 50  # first rank (0-based; positives and filtered candidates excluded) a negative may take
-    range_max: int = 100  # ranks up to, not including, this one (KaLM-V2: 50-100)
-    num_negatives: int = 7  # negatives per row (KaLM-V2: 7); rows that cannot fill them are dropped
-    sampling: str = "random"  # random: a seeded sample of the window | top: its first num_negatives
-    relative_margin: float | None = 0.05  # false negatives: drop s(q,d) > s+ - |s+| * margin (NV-Retriever 95%)
-    absolute_margin: float | None = None  # false negatives: drop s(q,d) > s+ - margin (the loss's rule)
-    max_score: float | None = None  # drop candidates with s(q,d) above this
-    min_score: float | None = None  # drop candidates with s(q,d) below this
-    output_format: str = "n-tuple"  # n-tuple: anchor, positive, negative_1..n | triplet: one row per negative
-    batch_size: int = 64  # encoding batch size
-    use_faiss: bool = False  # faiss inner-product search (large pools) instead of chunked torch.topk
     seed: int | None = None  # sampling seed; None = the recipe's seed
 
 

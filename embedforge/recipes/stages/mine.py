@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 def validate(config: MineStageConfig, where: str) -> None:
     """Check the options when the recipe is loaded, before any model or data is touched."""
-    from embedforge.mining.miner import MINABLE_KINDS, check_mining_options
+    from embedforge.mining.miner import MINABLE_KINDS
 
     if not config.datasets:
         raise ConfigError(f"{where}.datasets: a mine stage needs at least one dataset")
@@ -48,15 +48,7 @@ def validate(config: MineStageConfig, where: str) -> None:
                 f"{where}.datasets[{index}].kind: {dataset.kind!r} is not mined (its negatives are texts of other "
                 f"labels, built by the converter); mined kinds: {', '.join(MINABLE_KINDS)}"
             )
-    check_mining_options(
-        range_min=config.range_min,
-        range_max=config.range_max,
-        num_negatives=config.num_negatives,
-        sampling=config.sampling,
-        output_format=config.output_format,
-        batch_size=config.batch_size,
-        where=where,
-    )
+    config.check(where)
 
 
 def run(config: MineStageConfig, context: StageContext) -> StageResult:
@@ -79,23 +71,7 @@ def run(config: MineStageConfig, context: StageContext) -> StageResult:
         model = context.load_model(config.model)
         seed = context.recipe.seed if config.seed is None else config.seed
         for dataset in datasets:
-            result = mine_hard_negatives(
-                model,
-                dataset,
-                corpus=corpus or None,
-                range_min=config.range_min,
-                range_max=config.range_max,
-                num_negatives=config.num_negatives,
-                relative_margin=config.relative_margin,
-                absolute_margin=config.absolute_margin,
-                max_score=config.max_score,
-                min_score=config.min_score,
-                sampling=config.sampling,
-                output_format=config.output_format,
-                batch_size=config.batch_size,
-                use_faiss=config.use_faiss,
-                seed=seed,
-            )
+            result = mine_hard_negatives(model, dataset, config, corpus=corpus or None, seed=seed)  # config: options
             write_jsonl(result.dataset, files[dataset.name])
             mined[dataset.name] = result.stats.to_dict()
             logger.info("stage %s: wrote %s (%d rows)", context.name, files[dataset.name], result.stats.rows)
