@@ -31,7 +31,7 @@ import logging
 from dataclasses import dataclass, field
 
 from embedforge.errors import ConfigError
-from embedforge.recipes.runner import StageContext, StageResult
+from embedforge.recipes.context import StageContext, StageResult
 from embedforge.recipes.schema import StageType, register_stage_type
 from embedforge.synth.generators import GeneratorConfig
 from embedforge.synth.templates import QUERY_TYPES
