@@ -37,8 +37,9 @@ def test_cli_and_synth_stage_feed_training(corpus_file, tmp_path, tiny_bert_dir,
         assert summary["documents"] == 4 and summary["failed"] == 0
         prompts = [r["messages"][-1]["content"] for r in server.requests]
         assert len(server.requests) == 4 * 2 + 1  # one 503 retried
-        assert sum("natural question" in p for p in prompts[1:]) == 4  # the question template, once per document
-        assert sum("needs an understanding" in p for p in prompts) == 4  # the reasoning template
+        # each template once per document (the 503'd request, whichever it was, is repeated verbatim)
+        assert len({p for p in prompts if "natural question" in p}) == 4  # the question template
+        assert len({p for p in prompts if "needs an understanding" in p}) == 4  # the reasoning template
         assert {r["model"] for r in server.requests} == {"stub-llm"}
 
         rows = [json.loads(line) for line in output.read_text().splitlines()]
