@@ -60,9 +60,12 @@ PEER_FORM: dict[str, Callable[[Any], Any]] = {
     # MNRL cannot use a score: the pairs scored above 4 of 5 (KaLM-V2's threshold) become positive pairs
     "sts": lambda c: dataclasses.replace(c, loss="infonce"),
     # (text, another text of the same label), the pairs sentence-transformers suggests for labelled data
-    "classification": lambda c: dataclasses.replace(c, num_negatives=0, in_batch_negatives=None),
-    "clustering": lambda c: dataclasses.replace(c, num_negatives=0, in_batch_negatives=None),
+    "classification": lambda c: dataclasses.replace(c, num_negatives=0),
+    "clustering": lambda c: dataclasses.replace(c, num_negatives=0),
 }
+# embedforge-only dataset options, reset for the peer (MNRL always uses in-batch negatives; the sentence-transformers
+# default sampler draws datasets in proportion to their sizes)
+PEER_RESET = {"weight": None, "in_batch_negatives": None}
 
 
 def load(recipe_path: Path, overrides: list[str]):
@@ -106,7 +109,7 @@ def peer_plan(recipe) -> dict[str, Any]:
         for config in getattr(stage, "datasets", None) or []:
             if is_stage_path(config.path):  # written by an earlier stage (e.g. mined negatives): its source counts
                 continue
-            peer = PEER_FORM.get(config.kind, _identity)(config)
+            peer = dataclasses.replace(PEER_FORM.get(config.kind, _identity)(config), **PEER_RESET)
             key = json.dumps({**dataclasses.asdict(peer), "name": None}, sort_keys=True, default=str)
             if key not in datasets:
                 names = {d.name for d in datasets.values()}
@@ -159,7 +162,11 @@ def evaluate_side(model: str, tasks, side: Path, label: str) -> dict[str, float]
     return evaluate(model, tasks, side / "eval", model_name=label).main_scores()
 
 
-def render(work: Path, command: str, rule_seeds: int) -> str:
+def pm(paired: Paired) -> str:
+    return f"{paired.mean:+.2f}" + (f" ± {paired.std:.2f}" if len(paired.differences) > 1 else "")
+
+
+def render(work: Path) -> str:
     """The markdown section: every side found under ``work``, paired with the peer by seed."""
     base = json.loads((work / "base" / "result.json").read_text())
     sides: dict[str, dict[int, dict]] = {}
@@ -177,8 +184,16 @@ def render(work: Path, command: str, rule_seeds: int) -> str:
     lines = [
         "# embedforge's recipe vs a plain sentence-transformers script",
         "",
-        f"Regenerate: `{command}` ({datetime.date.today().isoformat()}, {platform.machine()} CPU, "
-        f"{os.cpu_count()} cores).",
+        f"Regenerate ({datetime.date.today().isoformat()}, {platform.machine()} CPU, {os.cpu_count()} cores; "
+        "each command trains the sides it names and rewrites this section from every side in the folder):",
+        "",
+        "```bash",
+        f"python benchmarks/recipe_vs_st.py --output {work} --seeds 1 2 3 --resume  # peer, recipe as shipped",
+        *sorted({r.get("command", "") for runs in sides.values() for r in runs.values()} - {""}),
+        "```",
+        "",
+        "Training seconds are the Trainer's own clock on a 2-core machine shared with other jobs: they are not "
+        "comparable between rows.",
         "",
         f"**Noise rule, fixed before the runs:** {NOISE_RULE}. The must-show is the mean over the four bundled "
         f"tasks; {NOISY_TASK} moves by several points between training seeds alone (MTEB's k-means "
@@ -207,7 +222,7 @@ def render(work: Path, command: str, rule_seeds: int) -> str:
         "",
         "Paired by seed against the peer (Δ = side − peer, points of the mean main score):",
         "",
-        "| side | what differs from the recipe | seeds | Δ per seed | Δ mean ± std | verdict | "
+        "| side | what it trains | seeds | Δ per seed | Δ mean ± std | verdict | "
         f"Δ without {NOISY_TASK}: per seed | mean ± std | verdict |",
         "|---|---|---|---|---:|---|---|---:|---|",
     ]
@@ -220,8 +235,8 @@ def render(work: Path, command: str, rule_seeds: int) -> str:
         part = Paired([means(sides[name][s], rest) - means(peer[s], rest) for s in seeds])
         lines.append(
             f"| {name} | {what} | {', '.join(map(str, seeds))} | {', '.join(f'{d:+.2f}' for d in full.differences)}"
-            f" | {full.mean:+.2f} ± {full.std:.2f} | {full.verdict} | "
-            f"{', '.join(f'{d:+.2f}' for d in part.differences)} | {part.mean:+.2f} ± {part.std:.2f} | "
+            f" | {pm(full)} | {full.verdict} | "
+            f"{', '.join(f'{d:+.2f}' for d in part.differences)} | {pm(part)} | "
             f"{part.verdict} |"
         )
     lines += ["", "Per task, embedforge − peer, mean ± std of the per-seed differences:", ""]
@@ -231,12 +246,7 @@ def render(work: Path, command: str, rule_seeds: int) -> str:
         lines.append("|---|---|---:|---|")
         for t in tasks:
             d = Paired([100 * (sides["embedforge"][s]["scores"][t] - peer[s]["scores"][t]) for s in seeds])
-            lines.append(
-                f"| {t} | {', '.join(f'{x:+.2f}' for x in d.differences)} | {d.mean:+.2f} ± {d.std:.2f} | "
-                f"{d.verdict} |"
-            )
-    if rule_seeds:
-        lines.append("")
+            lines.append(f"| {t} | {', '.join(f'{x:+.2f}' for x in d.differences)} | {pm(d)} | {d.verdict} |")
     return "\n".join(lines)
 
 
@@ -250,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", default="embedforge", help="name of the embedforge side (for variants)")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE recipe override")
     parser.add_argument("--what", default="", help="one line saying what the variant changes (for the table)")
-    parser.add_argument("--skip-peer", action="store_true", help="train only the embedforge side")
+    parser.add_argument(
+        "--sides", nargs="+", choices=["peer", "embedforge"], default=["peer", "embedforge"], help="sides to train"
+    )
     parser.add_argument("--tasks", nargs="*", default=None, help="task dirs (default: every task in data/eval)")
     parser.add_argument("--resume", action="store_true", help="reuse finished sides with unchanged settings")
     parser.add_argument("--results", default=str(REPO / "docs" / "RESULTS.md"))
@@ -269,13 +281,15 @@ def main(argv: list[str] | None = None) -> int:
     tasks = load_tasks(args.tasks or [], None if args.tasks else REPO / "data" / "eval")
     task_names = [t.spec.name for t in tasks]
     overrides = embedforge_overrides(recipe_path, args.sets, args.steps)
-    plan = peer_plan(load(recipe_path, overrides))
+    # the peer follows the recipe file (its rows and last stage's hyperparameters), never a variant's --set
+    plan = peer_plan(load(recipe_path, embedforge_overrides(recipe_path, [], args.steps)))
     print(
         f"recipe {recipe_path.name} ({args.variant}): {plan['steps']} steps | peer: "
         f"{', '.join(d.name + ':' + d.kind for d in plan['datasets'])}",
         flush=True,
     )
     started = time.perf_counter()
+    command = "python benchmarks/recipe_vs_st.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
 
     base_settings = {"base": plan["base"], "tasks": task_names}
     base_file = work / "base" / "result.json"
@@ -284,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         save_record(base_file, base_settings, label=plan["base"], scores=scores)
 
     for seed in seeds:
-        sides = [("embedforge", args.variant)] if args.skip_peer else [("peer", "peer"), ("embedforge", args.variant)]
+        sides = [(kind, "peer" if kind == "peer" else args.variant) for kind in args.sides]
         for kind, name in sides:
             side = work / f"seed{seed}" / name
             if kind == "peer":
@@ -304,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                 scores = evaluate_side(trained["final"], tasks, side, name)
                 what = "" if kind == "peer" else (args.what or "; ".join(args.sets) or "the recipe as it ships")
                 record = save_record(
-                    side / "result.json", settings, seed=seed, scores=scores, what=what,
+                    side / "result.json", settings, seed=seed, scores=scores, what=what, command=command,
                     wall_seconds=time.perf_counter() - t0, **trained,
                 )  # fmt: skip
             else:
@@ -316,8 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
 
-    command = "python benchmarks/recipe_vs_st.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    text = render(work, command, len(seeds))
+    text = render(work)
     print(text)
     print(f"\n{time.perf_counter() - started:.0f} s", flush=True)
     if not args.no_docs:
