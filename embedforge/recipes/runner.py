@@ -19,8 +19,9 @@ import yaml
 
 from embedforge.errors import ConfigError
 from embedforge.recipes.schema import STAGE_TYPES, Recipe
+from embedforge.recipes.validate import check_before_running
 from embedforge.utils.config import to_plain
-from embedforge.utils.io import atomic_write_json, atomic_write_text
+from embedforge.utils.io import atomic_write_json, atomic_write_text, remove_stale_staging, reporting_full_disk
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -122,9 +123,11 @@ def run_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = False)
     # under torchrun this joins the process group (gloo on CPU, as the Trainer would); single process: a no-op
     state = PartialState(cpu=not torch.cuda.is_available())
     output = Path(recipe.output_dir or Path("runs") / recipe.name)
-    existing = output.exists() and any(output.iterdir())
+    existing = _holds_run(output)
     if existing and not (resume or overwrite):
         raise ConfigError(f"output folder {output} already holds a run; pass --resume to continue it, or --overwrite")
+    # every stage that will run is checked before anything is written (reliability: validate.py)
+    check_before_running(recipe, output, resume=resume and existing)
     state.wait_for_everyone()  # every rank has looked before the main one changes anything
     if state.is_main_process:
         if existing and overwrite:
@@ -151,10 +154,13 @@ def run_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = False)
             logger.info("stage %s: already finished, skipping (%s)", name, done)
         else:
             directory.mkdir(parents=True, exist_ok=True)
+            if resume and state.is_main_process:
+                remove_stale_staging(directory)  # a final/ save cut short by a kill
             context = StageContext(recipe, name, directory, resume, dict(models), previous, dict(summaries))
             logger.info("stage %s (%s): starting in %s", name, config.type, directory)
             stage_started = time.perf_counter()
-            result = stage_type.run(config, context)
+            with reporting_full_disk(directory):
+                result = stage_type.run(config, context)
             result.summary.setdefault("seconds", round(time.perf_counter() - stage_started, 1))
             if state.is_main_process:
                 atomic_write_json(done, {"model_path": result.model_path, "summary": result.summary})
@@ -168,6 +174,12 @@ def run_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = False)
     if recipe.eval is not None and state.is_main_process:
         report.eval_reports = evaluate_recipe(recipe, previous, output / "eval")
     return report
+
+
+def _holds_run(output: Path) -> bool:
+    """Whether ``output`` holds anything of a run besides its resolved recipe (a run that failed before a stage
+    wrote anything does not block a plain rerun)."""
+    return output.is_dir() and any(p.is_file() and p != output / "recipe.resolved.yaml" for p in output.rglob("*"))
 
 
 def evaluate_recipe(recipe: Recipe, final_model: str, output: Path) -> dict[str, Any]:
