@@ -116,13 +116,13 @@ def test_model_dimension_is_read_without_loading_weights(tmp_path, raw, tiny_mod
         validate_recipe(load_recipe(write_recipe(tmp_path / "r.yaml", raw)))
 
 
-def test_tiny_temperature_warns(tmp_path, raw, caplog):
-    from embedforge.recipes.validate import validate_recipe
-
-    raw["stages"]["finetune"]["loss"]["temperature"] = 1e-9
+def test_tiny_temperature_warns(tmp_path, raw, capsys, caplog):
+    # pretrain's temperature is valid but tiny: a warning; finetune's missing file then stops the run untrained
+    raw["stages"]["pretrain"]["loss"] = {"temperature": 1e-9}
+    raw["stages"]["finetune"]["datasets"][0]["path"] = "/nonexistent/snli.jsonl"
     with caplog.at_level(logging.WARNING):
-        validate_recipe(load_recipe(write_recipe(tmp_path / "r.yaml", raw)))
-    assert "stages.finetune.loss.temperature: 1e-09 is very low" in caplog.text
+        _fails_before_training(tmp_path, raw, capsys, "/nonexistent/snli.jsonl does not exist")
+    assert "stages.pretrain.loss.temperature: 1e-09 is very low" in caplog.text
 
 
 def test_a_run_that_failed_early_does_not_block_a_plain_rerun(tmp_path, raw, capsys):
