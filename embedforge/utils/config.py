@@ -49,6 +49,15 @@ def _here(where: str) -> str:
     return where[:-2] if where.endswith(": ") else where
 
 
+def convert_value(value: Any, hint: Any, where: str) -> Any:
+    """Check one value against a type hint (building dataclasses; ints become floats where floats are expected).
+
+    Raises:
+        ConfigError: ``"<where>: expected <type>, got ..."``.
+    """
+    return _convert(value, hint, where)
+
+
 def _convert(value: Any, hint: Any, where: str) -> Any:
     """Check ``value`` against ``hint``; build dataclasses; ints become floats where floats are expected."""
     if hint is Any:
