@@ -56,6 +56,8 @@ def validate_recipe(recipe: Any, skip: Collection[str] = ()) -> None:
             head = ref.split("/", 1)[0]
             if head in names and head not in earlier:
                 raise ConfigError(f"{where}.models: {ref!r} refers to stage {head!r}, which does not run before it")
+            if head not in names and ref != "base":
+                _check_model_ref(ref, names, earlier, f"{where}.models")
         for index, dataset in enumerate(getattr(config, "datasets", None) or []):
             path = getattr(dataset, "path", None)
             if isinstance(path, str) and not is_stage_path(path) and not Path(path).exists():

@@ -150,3 +150,14 @@ def test_remove_stale_staging(tmp_path):
     removed = remove_stale_staging(tmp_path)
     assert [p.name for p in removed] == [".final.saving-abc123"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden-user-folder", "checkpoint-2"]
+
+
+def test_a_missing_key_is_not_called_an_empty_text(tmp_path):
+    from embedforge.data import DatasetConfig, load_training_datasets
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(
+        '{"anchor": "a1", "positive": "p1"}\n{"anchor": "a2", "positve": "p2"}\n{"anchor": "a3", "positive": "p3"}\n'
+    )
+    with pytest.raises(DataError, match=r"pairs\.jsonl:2: no column 'positive' \(or it is null\)"):
+        load_training_datasets([DatasetConfig(name="d", path=str(path), kind="pairs")], seed=0)
