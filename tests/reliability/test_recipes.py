@@ -95,8 +95,12 @@ def _fails_before_training(tmp_path, raw, capsys, expected: str) -> None:
         ),
         (lambda r: r["stages"]["finetune"]["loss"].update(temperature=0), "stages.finetune.loss.temperature: must be"),
         (lambda r: r["stages"]["finetune"].update(learning_rate=-1e-4), "stages.finetune.learning_rate: must be > 0"),
+        (
+            lambda r: r["stages"].update(soup={"type": "merge", "models": ["pretrain", "/nonexistent/model"]}),
+            "stages.soup.models: '/nonexistent/model' is neither 'base', an earlier stage, a preset nor a model",
+        ),
     ],
-    ids=["missing-data", "forward-init", "matryoshka-dims", "temperature-0", "negative-lr"],
+    ids=["missing-data", "forward-init", "matryoshka-dims", "temperature-0", "negative-lr", "merge-folder"],
 )
 def test_second_stage_problems_stop_the_run_before_the_first_stage(tmp_path, raw, capsys, edit, expected):
     edit(raw)
