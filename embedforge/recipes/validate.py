@@ -260,7 +260,7 @@ def check_before_running(recipe: Any, output: Path, *, resume: bool) -> None:
     Raises:
         ConfigError: see :func:`validate_recipe` and :func:`check_resume_changes`.
     """
-    from embedforge.training.checkpoints import checkpoints
+    from embedforge.training.checkpoints import last_complete_checkpoint
     from embedforge.utils.config import to_plain
     from embedforge.utils.yaml_io import load_yaml
 
@@ -269,6 +269,9 @@ def check_before_running(recipe: Any, output: Path, *, resume: bool) -> None:
     saved_file = output / "recipe.resolved.yaml"
     if not resume or not saved_file.is_file():
         return
-    started = {n for n in recipe.stages if n not in finished and checkpoints(output / n)}
+    # a stage continues only from a complete checkpoint; without one it starts afresh and may change freely
+    started = {
+        n for n in recipe.stages if n not in finished and last_complete_checkpoint(output / n, remove_incomplete=False)
+    }
     saved = load_yaml(saved_file.read_text(encoding="utf-8")) or {}
     check_resume_changes(saved, to_plain(recipe), started, finished)

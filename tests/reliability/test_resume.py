@@ -93,6 +93,7 @@ def _interrupted_run(tmp_path: Path, tiny_bert_dir: Path) -> Path:
     (tmp_path / "out" / "pretrain").mkdir(parents=True)
     (tmp_path / "out" / "pretrain" / "stage.json").write_text('{"model_path": null, "summary": {}}')
     (tmp_path / "out" / "finetune" / "checkpoint-2").mkdir(parents=True)
+    (tmp_path / "out" / "finetune" / "checkpoint-2" / ".embedforge-complete").write_text("2\n")
     resolved = yaml.safe_dump(to_plain(load_recipe(recipe)), sort_keys=False)
     (tmp_path / "out" / "recipe.resolved.yaml").write_text(resolved)
     return recipe
@@ -113,3 +114,13 @@ def test_resume_refuses_changes_that_cannot_apply_naming_the_keys(tmp_path, tiny
     err = capsys.readouterr().err
     assert f"the recipe differs from the one this run started with ({named})" in err, err[-2000:]
     assert "Traceback" not in err
+
+
+def test_resume_of_a_stage_without_a_complete_checkpoint_accepts_changes(tmp_path, tiny_bert_dir):
+    from embedforge.recipes import load_recipe
+    from embedforge.recipes.validate import check_before_running
+
+    recipe_file = _interrupted_run(tmp_path, tiny_bert_dir)
+    (tmp_path / "out" / "finetune" / "checkpoint-2" / ".embedforge-complete").unlink()  # cut short: restarts
+    recipe = load_recipe(recipe_file, ["stages.finetune.loss.temperature=0.1"])
+    check_before_running(recipe, tmp_path / "out", resume=True)  # no error: the stage starts from scratch
