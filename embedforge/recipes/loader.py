@@ -36,6 +36,8 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
         mark = error.problem_mark
         line = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}{line}: invalid YAML ({error.problem})") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start + 1}); save the recipe as UTF-8") from None
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path}: a recipe must be a YAML mapping (name, model, stages, ...)")
     data = _resolve_paths(copy.deepcopy(dict(raw)), path.parent.resolve(), str(path))

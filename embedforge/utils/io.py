@@ -222,7 +222,7 @@ def is_disk_full(error: BaseException, path: str | Path | None = None) -> bool:
         if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
         text = str(current)
-        if "No space left on device" in text or "StorageFull" in text:
+        if any(sign in text for sign in ("No space left on device", "StorageFull", "database or disk is full")):
             return True
         current = current.__cause__ or current.__context__
     if path is not None and isinstance(error, OSError | RuntimeError):

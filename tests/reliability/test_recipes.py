@@ -146,3 +146,27 @@ def test_a_folder_with_results_still_needs_resume(tmp_path, raw, capsys):
     recipe = write_recipe(tmp_path / "r.yaml", raw)
     assert main(["train", str(recipe), "--quiet"]) == 2
     assert "already holds a run; pass --resume" in capsys.readouterr().err
+
+
+def test_non_utf8_recipe_is_one_line(tmp_path, raw):
+    path = tmp_path / "r.yaml"
+    path.write_bytes(_text(raw).replace("name: tiny", "name: caf\xe9").encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"r\.yaml: not UTF-8 text \(byte \d+\); save the recipe as UTF-8"):
+        load_recipe(path)
+
+
+def test_full_disk_outside_a_stage_is_one_line(tmp_path, raw, monkeypatch, capsys):
+    import errno
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("embedforge.recipes.runner.atomic_write_text", full)  # recipe.resolved.yaml
+    assert main(["train", str(write_recipe(tmp_path / "r.yaml", raw)), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.strip().endswith(
+            f"embedforge train: error: no space left on device at {tmp_path / 'out'}/recipe.resolved.yaml"
+        )
+        and "Traceback" not in err
+    ), err[-2000:]
