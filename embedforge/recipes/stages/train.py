@@ -156,13 +156,8 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
     from embedforge.recipes.stage_paths import resolve_stage_paths
     from embedforge.training.backbones import prepare_backbone
     from embedforge.training.callbacks import RunSummaryCallback, ThroughputCallback
-    from embedforge.training.checkpoints import (
-        CompleteCheckpointCallback,
-        ResumedLearningRateCallback,
-        checkpoints,
-        last_complete_checkpoint,
-        restore_finished_training,
-    )
+    from embedforge.training.checkpoints import CompleteCheckpointCallback, checkpoints, last_complete_checkpoint
+    from embedforge.training.resume import ResumedLearningRateCallback, restore_finished_training
     from embedforge.training.trainer import EmbedforgeTrainer
 
     directory = context.directory
