@@ -61,7 +61,7 @@ def reference_markdown(rows: list[dict[str, Any]], label: str = "ours") -> str:
         ref = "–" if row["reference"] is None else f"{row['reference']:.4f}"
         delta = "–" if row["delta"] is None else f"{row['delta']:+.4f}"
         same = "yes" if row["same_data_as_mteb"] else "no"
-        ours = _raw(row["ours"])
+        ours = "–" if row["ours"] is None else f"{row['ours']:.4f}"  # undefined score (null)
         lines.append(f"| {row['task']} | {row['split']} | {row['main_metric']} | {same} | {ours} | {ref} | {delta} |")
     return "\n".join(lines) + "\n"
 
@@ -109,10 +109,6 @@ def write_outputs(report: EvalReport, output_dir: str | os.PathLike[str]) -> Pat
         atomic_write_text(staging / "leaderboard.md", text)
         plot_scores(runs, staging / "scores.png")
     return Path(output_dir)
-
-
-def _raw(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4f}"
 
 
 def _pct(value: float | None) -> str:

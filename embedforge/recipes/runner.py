@@ -159,8 +159,7 @@ def run_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = False)
             context = StageContext(recipe, name, directory, resume, dict(models), previous, dict(summaries))
             logger.info("stage %s (%s): starting in %s", name, config.type, directory)
             stage_started = time.perf_counter()
-            with reporting_full_disk(directory):
-                result = stage_type.run(config, context)
+            result = stage_type.run(config, context)
             result.summary.setdefault("seconds", round(time.perf_counter() - stage_started, 1))
             if state.is_main_process:
                 atomic_write_json(done, {"model_path": result.model_path, "summary": result.summary})
@@ -228,4 +227,5 @@ def train(
         recipe = load_recipe(recipe, overrides)
     elif overrides:
         raise ConfigError("overrides apply to a recipe file; edit the Recipe object instead")
-    return run_recipe(recipe, resume=resume, overwrite=overwrite)
+    with reporting_full_disk(recipe.output_dir or Path("runs") / recipe.name):  # a full disk: one line naming it
+        return run_recipe(recipe, resume=resume, overwrite=overwrite)
