@@ -48,6 +48,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body (default: %(default)s)")
     parser.add_argument(
+        "--max-text-chars",
+        type=int,
+        help="characters of one text read at most, cut (or, with --no-truncate, rejected) before tokenizing "
+        "(default: 32 x the model's max_seq_length)",
+    )
+    parser.add_argument(
+        "--head-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a client has to send a request's head; then 408 and close (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=60.0,
+        help="seconds a request's whole body may take to arrive; then 408 and close (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--keep-alive-timeout",
+        type=float,
+        default=5.0,
+        help="uvicorn's timeout_keep_alive: close idle connections after this (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-head-kb",
+        type=int,
+        default=16,
+        help="largest request head (h11_max_incomplete_event_size); larger gets 400 (default: %(default)s)",
+    )
+    parser.add_argument(
         "--int8-calibration",
         type=Path,
         help="text file (one text per line) or .npy embeddings fixing the int8/uint8 ranges",
@@ -75,6 +105,17 @@ def app_options(args: argparse.Namespace) -> dict[str, Any]:
         "max_body_bytes": int(args.max_body_mb * 1024 * 1024),
         "int8_calibration": _read_calibration(args.int8_calibration),
         "int8_range": args.int8_range,
+        "max_text_chars": args.max_text_chars,
+        "body_timeout": args.body_timeout,
+    }
+
+
+def server_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The connection limits :func:`embedforge.serving.serve` passes to uvicorn."""
+    return {
+        "head_timeout": args.head_timeout,
+        "keep_alive_timeout": args.keep_alive_timeout,
+        "max_head_bytes": args.max_head_kb * 1024,
     }
 
 
@@ -105,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         log_level=args.log_level,
         access_log=not args.no_access_log,
+        **server_options(args),
         **app_options(args),
     )
     return 0

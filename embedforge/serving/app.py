@@ -48,6 +48,7 @@ from embedforge.serving.schemas import (
     normalize_input,
     parse_request,
 )
+from embedforge.serving.timeouts import BodyTimeoutMiddleware
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -62,6 +63,13 @@ _INPUT_TYPES: dict[str | None, tuple[str, tuple[str, ...]]] = {
     "document": ("encode_document", ("document", "passage", "corpus")),
 }
 assert set(_INPUT_TYPES) - {None} == set(INPUT_TYPES)
+
+# Characters kept per text, per token of the model's max_seq_length, before anything tokenizes it: English
+# runs ~4-5 characters a token, code ~3, CJK 1-2, so 32 leaves the model's whole window intact for any
+# ordinary text, while a 10 MB string costs what ~max_seq_length x 32 characters cost.
+CHARS_PER_TOKEN = 32
+# the cut for a model that reports no max_seq_length
+DEFAULT_MAX_TEXT_CHARS = 1_000_000
 
 # above these sizes, token counting and response building leave the event loop for a thread
 _THREAD_CHARS = 200_000
@@ -78,6 +86,9 @@ class EmbeddingService:
             ``encode``) or rejected with 400 ``context_length_exceeded`` (``False``).
         encode_batch_size: ``batch_size`` passed to ``encode`` for each dynamic batch.
         int8_ranges: ranges for int8 / uint8 output.
+        max_text_chars: characters of a text read at most; longer texts are cut there before any
+            tokenizer sees them (``truncate=True``) or rejected with 400 (``truncate=False``).
+            Default: ``CHARS_PER_TOKEN`` x ``max_seq_length`` (``DEFAULT_MAX_TEXT_CHARS`` without a limit).
     """
 
     def __init__(
@@ -88,6 +99,7 @@ class EmbeddingService:
         truncate: bool = True,
         encode_batch_size: int = 32,
         int8_ranges: Int8Ranges | None = None,
+        max_text_chars: int | None = None,
     ):
         tokenizer = getattr(model, "tokenizer", None)
         if tokenizer is None:
@@ -103,6 +115,11 @@ class EmbeddingService:
         self.int8_ranges = int8_ranges or Int8Ranges()
         limit = model.max_seq_length or getattr(tokenizer, "model_max_length", None)
         self.max_seq_length: int | None = int(limit) if limit and limit < 1_000_000 else None
+        if max_text_chars is not None and (isinstance(max_text_chars, bool) or max_text_chars < 1):
+            raise ConfigError(f"max_text_chars must be a positive integer, got {max_text_chars!r}")
+        self.max_text_chars = max_text_chars or (
+            CHARS_PER_TOKEN * self.max_seq_length if self.max_seq_length else DEFAULT_MAX_TEXT_CHARS
+        )
         # Token counting runs on the event loop or request threads while the encoder thread uses the
         # model's tokenizer. A fast tokenizer's settings are mutable shared state ("Already borrowed"
         # errors), so counting uses a private copy with truncation and padding switched off once;
@@ -114,6 +131,30 @@ class EmbeddingService:
             self._counter.no_truncation()
             self._counter.no_padding()
         self._slow_lock = threading.Lock()
+
+    def bound_texts(self, texts: list[str], *, single: bool) -> list[str]:
+        """Cut each text at :attr:`max_text_chars` characters (or reject it when truncation is off).
+
+        This runs before any tokenizer, so the work and memory per text are bounded whatever its size.
+
+        Raises:
+            APIError: 400 ``context_length_exceeded`` for the first too-long text when truncation is off.
+        """
+        limit = self.max_text_chars
+        if all(len(text) <= limit for text in texts):
+            return texts
+        if not self.truncate:
+            index = next(i for i, text in enumerate(texts) if len(text) > limit)
+            param = "input" if single else f"input[{index}]"
+            raise APIError(
+                400,
+                f"'{param}' is {len(texts[index])} characters long; this server reads at most {limit} characters "
+                f"per text (this model reads at most {self.max_seq_length} tokens). Shorten it, or start the "
+                "server with truncation on.",
+                param=param,
+                code="context_length_exceeded",
+            )
+        return [text[:limit] for text in texts]
 
     def prompt_for(self, input_type: str | None) -> str | None:
         """The prompt ``encode`` / ``encode_query`` / ``encode_document`` prepends for ``input_type``."""
@@ -189,6 +230,8 @@ def create_app(
     max_queued_inputs: int | None = 65536,
     int8_calibration: np.ndarray | Sequence[str] | None = None,
     int8_range: float | None = None,
+    max_text_chars: int | None = None,
+    body_timeout: float | None = 60.0,
 ) -> FastAPI:
     """Build the embeddings app for one model.
 
@@ -210,6 +253,8 @@ def create_app(
         int8_calibration: representative texts (encoded at start) or ``(m, dim)`` embeddings that
             fix the int8 / uint8 ranges; see :mod:`embedforge.serving.output`.
         int8_range: without calibration, the symmetric int8 range ``[-r, r]`` (default ``min(1, 4/sqrt(d))``).
+        max_text_chars: characters of one text read at most, before tokenizing (see :class:`EmbeddingService`).
+        body_timeout: seconds a request's whole body may take to arrive (then 408 and close); ``None``: no limit.
 
     Returns:
         The FastAPI app; run it with uvicorn (or :func:`embedforge.serving.serve`). The batcher starts
@@ -228,6 +273,8 @@ def create_app(
         raise ConfigError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
     if max_queued_inputs is not None and max_queued_inputs < max_inputs:
         raise ConfigError(f"max_queued_inputs ({max_queued_inputs}) must be >= max_inputs ({max_inputs}) or None")
+    if body_timeout is not None and not body_timeout > 0:
+        raise ConfigError(f"body_timeout must be > 0 seconds or None, got {body_timeout}")
     if int8_range is not None and not int8_range > 0:
         raise ConfigError(f"int8_range must be a positive number, got {int8_range}")
 
@@ -235,7 +282,12 @@ def create_app(
     name = model_name or default_name
     ranges = Int8Ranges(calibration=_calibration_embeddings(model, int8_calibration), scale=int8_range)
     service = EmbeddingService(
-        model, name=name, truncate=truncate, encode_batch_size=encode_batch_size, int8_ranges=ranges
+        model,
+        name=name,
+        truncate=truncate,
+        encode_batch_size=encode_batch_size,
+        int8_ranges=ranges,
+        max_text_chars=max_text_chars,
     )
     metrics = ServerMetrics()
     batcher = DynamicBatcher(
@@ -266,6 +318,7 @@ def create_app(
     app.state.service = service
     app.state.batcher = batcher
     app.state.metrics = metrics
+    app.add_middleware(BodyTimeoutMiddleware, seconds=body_timeout)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     _add_error_handlers(app)
 
@@ -291,7 +344,8 @@ def create_app(
                 param="model",
                 code="model_not_found",
             )
-        texts = normalize_input(req.input, max_inputs=max_inputs)
+        single = isinstance(req.input, str)
+        texts = service.bound_texts(normalize_input(req.input, max_inputs=max_inputs), single=single)
         if req.dimensions is not None and not 1 <= req.dimensions <= service.dim:
             raise APIError(
                 400,
@@ -306,7 +360,7 @@ def create_app(
             if big
             else service.count_tokens(texts, prompt)
         )
-        tokens = service.check_lengths(counts, single=isinstance(req.input, str))
+        tokens = service.check_lengths(counts, single=single)
         try:
             rows = await batcher.submit(texts, tokens, key=req.input_type)
         except QueueFull as error:

@@ -15,6 +15,50 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# h11's own default for the bytes of a request head still being read; a larger head gets 400
+DEFAULT_MAX_HEAD_BYTES = 16 * 1024
+
+
+def uvicorn_config(
+    app: Any,
+    *,
+    head_timeout: float | None = 10.0,
+    keep_alive_timeout: float = 5.0,
+    max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES,
+    **options: Any,
+) -> Any:
+    """uvicorn's ``Config`` with the connection limits every embedforge server uses.
+
+    Args:
+        app: the ASGI app (or an import string, with ``factory=True`` for a factory).
+        head_timeout: seconds a client has to send a request's head (request line and headers),
+            counted from the connection's start or the previous response; then 408 and close.
+            ``None``: no deadline (uvicorn's own behaviour).
+        keep_alive_timeout: uvicorn's ``timeout_keep_alive``: close an idle connection after this.
+        max_head_bytes: h11's ``max_incomplete_event_size`` (uvicorn's ``h11_max_incomplete_event_size``):
+            a head larger than this gets 400.
+        **options: other ``uvicorn.Config`` arguments (``host``, ``port``, ``log_level``, ``workers``...).
+    """
+    import uvicorn
+
+    from embedforge.serving.timeouts import HEAD_TIMEOUT_ATTR, HeadTimeoutH11Protocol
+
+    if head_timeout is not None and not head_timeout > 0:
+        raise ValueError(f"head_timeout must be > 0 seconds or None, got {head_timeout}")
+    if not keep_alive_timeout > 0:
+        raise ValueError(f"keep_alive_timeout must be > 0 seconds, got {keep_alive_timeout}")
+    if max_head_bytes < 1024:
+        raise ValueError(f"max_head_bytes must be >= 1024, got {max_head_bytes}")
+    config = uvicorn.Config(
+        app,
+        http=HeadTimeoutH11Protocol,
+        timeout_keep_alive=keep_alive_timeout,
+        h11_max_incomplete_event_size=max_head_bytes,
+        **options,
+    )
+    setattr(config, HEAD_TIMEOUT_ATTR, head_timeout)
+    return config
+
 
 def serve(
     model_or_path: str | os.PathLike[str] | SentenceTransformer,
@@ -23,6 +67,9 @@ def serve(
     port: int = 8000,
     log_level: str = "info",
     access_log: bool = True,
+    head_timeout: float | None = 10.0,
+    keep_alive_timeout: float = 5.0,
+    max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES,
     **app_options: Any,
 ) -> None:
     """Serve ``model_or_path`` over HTTP until interrupted (Ctrl-C / SIGTERM).
@@ -33,6 +80,7 @@ def serve(
         port: TCP port.
         log_level: uvicorn's log level.
         access_log: log one line per request.
+        head_timeout, keep_alive_timeout, max_head_bytes: connection limits, see :func:`uvicorn_config`.
         **app_options: passed to :func:`embedforge.serving.create_app` (``model_name``,
             ``max_batch_tokens``, ``max_wait_ms``, ``max_inputs``, ``truncate``, ...).
 
@@ -50,7 +98,17 @@ def serve(
     from embedforge.serving.app import create_app
 
     app = create_app(model_or_path, **app_options)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+    config = uvicorn_config(
+        app,
+        head_timeout=head_timeout,
+        keep_alive_timeout=keep_alive_timeout,
+        max_head_bytes=max_head_bytes,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=access_log,
+    )
+    uvicorn.Server(config).run()
 
 
 class ServerThread:
@@ -63,8 +121,17 @@ class ServerThread:
         ...     OpenAI(base_url=server.url + "/v1", api_key="x").embeddings.create(...)
     """
 
-    def __init__(self, app: FastAPI, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):
+    def __init__(
+        self,
+        app: FastAPI,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_level: str = "warning",
+        **connection_limits: Any,
+    ):
         self.app = app
+        self.connection_limits = connection_limits  # head_timeout, keep_alive_timeout, max_head_bytes
         self.host = host
         self.port = port
         self.log_level = log_level
@@ -86,7 +153,9 @@ class ServerThread:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level=self.log_level, access_log=False, lifespan="on")
+        config = uvicorn_config(
+            self.app, log_level=self.log_level, access_log=False, lifespan="on", **self.connection_limits
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"embedforge-server-{self.port}"
