@@ -553,7 +553,12 @@ def create_app(
     async def health() -> JSONResponse:
         """200 while every model is loaded and its batcher runs."""
         alive = all(batcher.alive for batcher in batchers)
-        body = {"status": "ok" if alive else "unavailable", "model": first.name, "models": list(services)}
+        body = {
+            "status": "ok" if alive else "unavailable",
+            "model": first.name,
+            "models": list(services),
+            "pid": os.getpid(),  # which server process answered (several with --workers)
+        }
         return JSONResponse(body, status_code=200 if alive else 503)
 
     add_tei_routes(app, first, embed_texts=embed_texts, max_inputs=max_inputs, max_body_bytes=max_body_bytes)
@@ -660,6 +665,8 @@ def _load(
 def _calibration_embeddings(model: SentenceTransformer, calibration: Any) -> np.ndarray | None:
     if calibration is None:
         return None
+    if isinstance(calibration, list) and calibration and isinstance(calibration[0], list):
+        calibration = np.asarray(calibration, dtype=np.float32)  # embeddings sent as nested lists (worker processes)
     if isinstance(calibration, np.ndarray):
         array = calibration
     else:

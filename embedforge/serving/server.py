@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -14,6 +15,9 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 logger = logging.getLogger(__name__)
+
+# JSON of create_app's arguments, read by app_from_env in each worker process
+OPTIONS_ENV = "EMBEDFORGE_SERVE_OPTIONS"
 
 # h11's own default for the bytes of a request head still being read; a larger head gets 400
 DEFAULT_MAX_HEAD_BYTES = 16 * 1024
@@ -60,8 +64,22 @@ def uvicorn_config(
     return config
 
 
+def app_from_env() -> FastAPI:
+    """uvicorn's app factory in worker processes: :func:`create_app` with the options in ``EMBEDFORGE_SERVE_OPTIONS``.
+
+    Each worker process builds its own app, so each has its own model copy and dynamic batcher.
+    """
+    from embedforge.serving.app import create_app
+
+    raw = os.environ.get(OPTIONS_ENV)
+    if not raw:
+        raise RuntimeError(f"{OPTIONS_ENV} is not set; start workers with embedforge.serving.serve(..., workers=N)")
+    options = json.loads(raw)
+    return create_app(options.pop("model_or_path"), **options)
+
+
 def serve(
-    model_or_path: str | os.PathLike[str] | SentenceTransformer,
+    model_or_path: str | os.PathLike[str] | SentenceTransformer | dict[str, Any],
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -70,6 +88,7 @@ def serve(
     head_timeout: float | None = 10.0,
     keep_alive_timeout: float = 5.0,
     max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES,
+    workers: int = 1,
     **app_options: Any,
 ) -> None:
     """Serve ``model_or_path`` over HTTP until interrupted (Ctrl-C / SIGTERM).
@@ -81,6 +100,10 @@ def serve(
         log_level: uvicorn's log level.
         access_log: log one line per request.
         head_timeout, keep_alive_timeout, max_head_bytes: connection limits, see :func:`uvicorn_config`.
+        workers: server processes sharing the port (uvicorn's ``workers``: one listening socket, the
+            kernel hands each new connection to one process). Each process loads the model and runs
+            its own dynamic batcher; ``/metrics`` then describes the process that answered. Needs a
+            model folder or preset name (each process loads it), not a model object.
         **app_options: passed to :func:`embedforge.serving.create_app` (``model_name``,
             ``max_batch_tokens``, ``max_wait_ms``, ``max_inputs``, ``truncate``, ...).
 
@@ -97,18 +120,36 @@ def serve(
 
     from embedforge.serving.app import create_app
 
-    app = create_app(model_or_path, **app_options)
+    limits = {"head_timeout": head_timeout, "keep_alive_timeout": keep_alive_timeout, "max_head_bytes": max_head_bytes}
+    common = {"host": host, "port": port, "log_level": log_level, "access_log": access_log}
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers == 1:
+        uvicorn.Server(uvicorn_config(create_app(model_or_path, **app_options), **limits, **common)).run()
+        return
+    from uvicorn.supervisors import Multiprocess
+
+    os.environ[OPTIONS_ENV] = json.dumps({"model_or_path": _json_source(model_or_path), **_json_options(app_options)})
     config = uvicorn_config(
-        app,
-        head_timeout=head_timeout,
-        keep_alive_timeout=keep_alive_timeout,
-        max_head_bytes=max_head_bytes,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=access_log,
+        f"{__name__}:app_from_env", factory=True, workers=workers, lifespan="on", **limits, **common
     )
-    uvicorn.Server(config).run()
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
+def _json_source(model_or_path: Any) -> Any:
+    if isinstance(model_or_path, str | os.PathLike):
+        return str(model_or_path)
+    if isinstance(model_or_path, dict) and all(isinstance(v, str | os.PathLike) for v in model_or_path.values()):
+        return {name: str(path) for name, path in model_or_path.items()}
+    raise ValueError("workers > 1 needs model folders or preset names (each worker process loads its own copy)")
+
+
+def _json_options(options: dict[str, Any]) -> dict[str, Any]:
+    out = dict(options)
+    calibration = out.get("int8_calibration")
+    if calibration is not None and hasattr(calibration, "tolist"):
+        out["int8_calibration"] = calibration.tolist()  # an (m, dim) array: create_app takes it back as a list
+    return out
 
 
 class ServerThread:
