@@ -90,6 +90,7 @@ DEFAULT_MAX_TEXT_CHARS = 1_000_000
 
 # above these sizes, token counting and response building leave the event loop for a thread
 _THREAD_CHARS = 200_000
+_THREAD_BYTES = 1_000_000
 _THREAD_VALUES = 500_000
 
 
@@ -513,7 +514,11 @@ def create_app(
     )
     async def create_embeddings(request: Request) -> Response:
         """Embed ``input`` (OpenAI-compatible)."""
-        req = parse_request(await read_body(request, max_body_bytes))
+        raw = await read_body(request, max_body_bytes)
+        # decoding a multi-megabyte body holds the GIL for a while: in a thread, the event loop keeps
+        # answering other requests in between (Python switches threads every few milliseconds)
+        req = await run_in_threadpool(parse_request, raw) if len(raw) > _THREAD_BYTES else parse_request(raw)
+        del raw
         service, default_type = lookup(req.model)
         input_type = req.input_type or default_type
         single = isinstance(req.input, str)

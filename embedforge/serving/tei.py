@@ -31,6 +31,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from embedforge.serving.schemas import APIError, format_loc, normalize_input
 from embedforge.utils.matryoshka import truncate_and_renormalize
@@ -143,7 +144,13 @@ def add_tei_routes(
 
     async def embed(request: Request) -> Response:
         try:
-            req = _parse(TEIEmbedRequest, await read_body(request, max_body_bytes))
+            raw = await read_body(request, max_body_bytes)
+            req = (
+                await run_in_threadpool(_parse, TEIEmbedRequest, raw)
+                if len(raw) > 1_000_000
+                else _parse(TEIEmbedRequest, raw)
+            )
+            del raw
             if req.truncation_direction.lower() == "left":
                 raise APIError(422, "truncation_direction 'left' is not supported; use 'right'.", code="invalid_value")
             if req.dimensions is not None and not 1 <= req.dimensions <= service.dim:
