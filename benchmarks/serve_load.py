@@ -309,6 +309,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--backend", choices=["torch", "onnx", "openvino"], default="torch", help="served backend")
     parser.add_argument("--export-dir", type=Path, help="export --model here and compare the backends offline")
+    parser.add_argument("--backend-texts", type=int, default=1024, help="texts for the offline backend comparison")
     parser.add_argument("--hostile-seconds", type=float, default=30.0, help="length of the hostile round (0: skip)")
     parser.add_argument("--hostile-clients", type=int, default=2, help="clients sending huge texts back to back")
     parser.add_argument("--hostile-mb", type=int, default=10, help="size of each huge text")
@@ -321,7 +322,7 @@ def main() -> None:
 
     if args.backend != "torch" and args.export_dir is None:
         parser.error("--backend onnx|openvino serves the folder made with --export-dir DIR")
-    backends = compare_backends(args, pool[:2048]) if args.export_dir else None
+    backends = compare_backends(args, pool[: args.backend_texts]) if args.export_dir else None
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
