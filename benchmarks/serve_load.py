@@ -342,14 +342,14 @@ def main() -> None:
         deadline = time.perf_counter() + args.time_limit
         per_round = -(-len(requests) // args.rounds)
         for start in range(0, len(requests), per_round):
+            if time.perf_counter() > deadline:  # no round whose server side could not run
+                break
             chunk = requests[start : start + per_round]
             texts = [text for request in chunk for text in request]
             offline_start = time.perf_counter()
             model.encode(texts, batch_size=args.batch_size, show_progress_bar=False)
             offline_seconds = time.perf_counter() - offline_start
             rounds.append((len(texts), offline_seconds, asyncio.run(load(args, url, chunk, dim, deadline))))
-            if time.perf_counter() > deadline:
-                break
         after = scrape(url)
         if args.hostile_seconds > 0:
             time.sleep(2.0)
