@@ -372,6 +372,8 @@ def create_app(
         sources = dict(model_or_path)
     else:
         sources = {model_name: model_or_path}
+    if None not in sources:
+        _check_default_types(default_input_type, sources)  # before loading anything
     metrics = ServerMetrics()
     services: dict[str, EmbeddingService] = {}
     for given_name, source in sources.items():
@@ -400,9 +402,7 @@ def create_app(
             on_queue=metrics.set_queue,
         )
         services[name] = service
-    if isinstance(default_input_type, Mapping) and set(default_input_type) - set(services):
-        unknown = ", ".join(sorted(set(default_input_type) - set(services)))
-        raise ConfigError(f"default_input_type names models that are not served: {unknown} (served: {list(services)})")
+    _check_default_types(default_input_type, services)
     # model name (or alias) -> (service, input_type applied when the request sends none)
     routes: dict[str, tuple[EmbeddingService, str | None]] = {
         service.name: (service, service.default_input_type) for service in services.values()
@@ -683,6 +683,12 @@ def _calibration_embeddings(model: SentenceTransformer, calibration: Any) -> np.
     if array.ndim != 2 or array.shape[1] != dim or len(array) < 2:
         raise ConfigError(f"int8_calibration embeddings must have shape (m >= 2, {dim}), got {array.shape}")
     return array.astype(np.float32)
+
+
+def _check_default_types(default_input_type: Any, names: Mapping[str, Any]) -> None:
+    if isinstance(default_input_type, Mapping) and set(default_input_type) - set(names):
+        unknown = ", ".join(sorted(set(default_input_type) - set(names)))
+        raise ConfigError(f"default_input_type names models that are not served: {unknown} (served: {list(names)})")
 
 
 def _check_positive(**values: int) -> None:
