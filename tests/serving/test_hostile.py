@@ -199,3 +199,14 @@ def test_connection_limits_are_checked():
         uvicorn_config(object(), head_timeout=0)
     with pytest.raises(ValueError, match="max_head_bytes must be >= 1024"):
         uvicorn_config(object(), max_head_bytes=10)
+
+
+def test_uvicorn_internals_the_head_deadline_relies_on():
+    """HeadTimeoutH11Protocol subclasses uvicorn's h11 protocol (read from uvicorn 0.54.0, h11 0.16.0)."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    for name in ("connection_made", "on_response_complete", "timeout_keep_alive_handler"):
+        assert callable(getattr(H11Protocol, name, None)), name
+    assert isinstance(h11.Connection(h11.SERVER).trailing_data, tuple)
+    assert h11.Connection(h11.SERVER).their_state is h11.IDLE
