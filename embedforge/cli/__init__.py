@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("embedforge.cli.merge", "average models of one architecture into a model soup"),
     "models": ("embedforge.cli.models", "list the offline model presets and where they resolve"),
     "serve": ("embedforge.cli.serve", "serve a model over an OpenAI-compatible /v1/embeddings API"),
+    "export": ("embedforge.cli.export", "export a model to ONNX / OpenVINO (optionally int8) for serve --backend"),
 }
 
 
