@@ -10,9 +10,21 @@ and what the dynamic batcher did (from ``/metrics``).
 Every response is checked (row count, dimension, finite values) and one is compared with the
 offline embeddings (max abs difference).
 
+Hostile round (issue 12; ``--hostile-seconds 0`` skips it): after the normal rounds, the same clients
+send normal traffic again while ``--hostile-clients`` more send 10 MB texts back to back (one text per
+request). The server's RSS is sampled every 100 ms: the report gives its idle size, the peak and the size
+after the round (target: peak within +300 MB of idle), and the normal requests' p99 in that round next to
+the p99 of the normal rounds.
+
+Backends (issue 14): ``--export-dir DIR`` exports ``--model`` there (``onnx``, ``onnx-int8``,
+``openvino``; reused if present) and measures each backend's offline ``encode`` texts/s against torch in
+alternating rounds over the same texts, with the cosine agreement on all of them. ``--backend onnx``
+serves the exported ONNX folder in the load rounds instead of the torch model (offline side: the same).
+
     PYTHONPATH=$PWD python benchmarks/serve_load.py
     PYTHONPATH=$PWD python benchmarks/serve_load.py --clients 32 --requests 640 --texts-per-request 8 --batch-size 32
     PYTHONPATH=$PWD python benchmarks/serve_load.py --model path/to/model --texts my_texts.txt --json out.json
+    PYTHONPATH=$PWD python benchmarks/serve_load.py --export-dir /tmp/exports --backend onnx
 
 Texts: the sentences of ``../shared/data/eval/STSBenchmark/test.jsonl`` by default, or ``--texts``
 (a ``.jsonl`` file with ``text`` / ``sentence1`` / ``sentence2`` fields, or one text per line).
@@ -67,7 +79,9 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
         "-m",
         "embedforge",
         "serve",
-        args.model,
+        served_model(args),
+        "--backend",
+        args.backend,
         "--port",
         str(port),
         "--model-name",
@@ -100,6 +114,115 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 300.0) ->
             pass
         time.sleep(0.5)
     raise SystemExit("the server did not become healthy in time")
+
+
+def served_model(args: argparse.Namespace) -> str:
+    return args.model if args.backend == "torch" else str(args.export_dir / args.backend)
+
+
+def load_offline(args: argparse.Namespace):
+    """The model the offline side encodes with: the torch model, or the exported folder for --backend."""
+    if args.backend == "torch":
+        from embedforge.models import load_model
+
+        return load_model(args.model, device="cpu")
+    from embedforge.serving.export import load_exported
+
+    return load_exported(served_model(args), backend=args.backend)
+
+
+def export_all(args: argparse.Namespace) -> dict[str, Path]:
+    """``--export-dir``: the model exported once per backend (reused if already there)."""
+    from embedforge.serving.export import export_model
+
+    kinds = {"onnx": ("onnx", None), "onnx-int8": ("onnx", "int8"), "openvino": ("openvino", None)}
+    folders = {}
+    for name, (backend, quantize) in kinds.items():
+        folder = args.export_dir / name
+        if not (folder / "embedforge_export.json").is_file():
+            export_model(args.model, folder, backend=backend, quantize=quantize, overwrite=True)
+        folders[name] = folder
+    return folders
+
+
+def compare_backends(args: argparse.Namespace, texts: list[str]) -> dict:
+    """Offline encode texts/s of each exported backend vs torch, alternating rounds; agreement on all texts."""
+    from embedforge.models import load_model
+    from embedforge.serving.export import cosine_agreement, load_exported
+
+    folders = export_all(args)
+    models = {"torch": load_model(args.model, device="cpu")}
+    for name, folder in folders.items():
+        models[name] = load_exported(folder, backend="openvino" if name == "openvino" else "onnx")
+    seconds = dict.fromkeys(models, 0.0)
+    outputs: dict[str, list[np.ndarray]] = {name: [] for name in models}
+    for model in models.values():  # warm-up
+        model.encode(texts[: args.batch_size * 2], batch_size=args.batch_size, show_progress_bar=False)
+    per_round = -(-len(texts) // args.rounds)
+    for start in range(0, len(texts), per_round):
+        chunk = texts[start : start + per_round]
+        for name, model in models.items():
+            began = time.perf_counter()
+            outputs[name].append(model.encode(chunk, batch_size=args.batch_size, show_progress_bar=False))
+            seconds[name] += time.perf_counter() - began
+    reference = np.concatenate(outputs["torch"])
+    result = {}
+    for name in models:
+        rate = len(texts) / seconds[name]
+        agreement = cosine_agreement(reference, np.concatenate(outputs[name]))
+        result[name] = {
+            "texts_per_s": rate,
+            "vs_torch": rate * seconds["torch"] / len(texts),
+            **agreement,
+        }
+    return result
+
+
+def rss_mb(pid: int) -> float:
+    import psutil
+
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+async def hostile_round(
+    args: argparse.Namespace, url: str, requests: list[list[str]], dim: int, pid: int
+) -> tuple[dict, dict]:
+    """Normal traffic plus clients sending 10 MB texts back to back; RSS sampled every 100 ms."""
+    import httpx2
+
+    text = ("hostile " * (args.hostile_mb * 1024 * 1024 // 8 + 1))[: args.hostile_mb * 1024 * 1024]
+    body = json.dumps({"model": "bench", "input": [text], "encoding_format": "base64"}).encode()
+    del text
+    samples: list[float] = []
+    statuses: list[int] = []
+    latencies: list[float] = []
+    done = asyncio.Event()
+
+    async def sample() -> None:
+        while not done.is_set():
+            samples.append(rss_mb(pid))
+            await asyncio.sleep(0.1)
+
+    async def attacker() -> None:
+        async with httpx2.AsyncClient(base_url=url, timeout=600) as client:
+            while not done.is_set():
+                start = time.perf_counter()
+                response = await client.post(
+                    "/v1/embeddings", content=body, headers={"content-type": "application/json"}
+                )
+                latencies.append(time.perf_counter() - start)
+                statuses.append(response.status_code)
+
+    async def normal() -> dict:
+        try:
+            return await load(args, url, requests, dim, time.perf_counter() + args.hostile_seconds)
+        finally:
+            done.set()
+
+    tasks = [asyncio.create_task(sample())] + [asyncio.create_task(attacker()) for _ in range(args.hostile_clients)]
+    result = await normal()
+    await asyncio.gather(*tasks)
+    return result, {"rss_samples_mb": samples, "statuses": statuses, "latencies": latencies}
 
 
 def offline_throughput(model, texts: list[str], batch_size: int) -> tuple[float, np.ndarray]:
@@ -184,6 +307,12 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=600.0, help="stop sending after this many seconds")
     parser.add_argument("--rounds", type=int, default=4, help="alternate offline / server measurement rounds")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--backend", choices=["torch", "onnx", "openvino"], default="torch", help="served backend")
+    parser.add_argument("--export-dir", type=Path, help="export --model here and compare the backends offline")
+    parser.add_argument("--backend-texts", type=int, default=1024, help="texts for the offline backend comparison")
+    parser.add_argument("--hostile-seconds", type=float, default=30.0, help="length of the hostile round (0: skip)")
+    parser.add_argument("--hostile-clients", type=int, default=2, help="clients sending huge texts back to back")
+    parser.add_argument("--hostile-mb", type=int, default=10, help="size of each huge text")
     args = parser.parse_args()
 
     pool = read_texts(args.texts)
@@ -191,15 +320,18 @@ def main() -> None:
     requests = [[pool[(i * k + j) % len(pool)] for j in range(k)] for i in range(args.requests)]
     sent_texts = [text for request in requests for text in request]
 
+    if args.backend != "torch" and args.export_dir is None:
+        parser.error("--backend onnx|openvino serves the folder made with --export-dir DIR")
+    backends = compare_backends(args, pool[: args.backend_texts]) if args.export_dir else None
+
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = start_server(args, port)
     rounds = []
+    hostile = None
     try:
         wait_healthy(url, server)
-        from embedforge.models import load_model
-
-        model = load_model(args.model, device="cpu")
+        model = load_offline(args)
         model.encode(sent_texts[: args.batch_size * 2], batch_size=args.batch_size, show_progress_bar=False)
         _, offline = offline_throughput(model, requests[0], args.batch_size)
         dim = offline.shape[1]
@@ -210,15 +342,22 @@ def main() -> None:
         deadline = time.perf_counter() + args.time_limit
         per_round = -(-len(requests) // args.rounds)
         for start in range(0, len(requests), per_round):
+            if time.perf_counter() > deadline:  # no round whose server side could not run
+                break
             chunk = requests[start : start + per_round]
             texts = [text for request in chunk for text in request]
             offline_start = time.perf_counter()
             model.encode(texts, batch_size=args.batch_size, show_progress_bar=False)
             offline_seconds = time.perf_counter() - offline_start
             rounds.append((len(texts), offline_seconds, asyncio.run(load(args, url, chunk, dim, deadline))))
-            if time.perf_counter() > deadline:
-                break
         after = scrape(url)
+        if args.hostile_seconds > 0:
+            time.sleep(2.0)
+            idle = rss_mb(server.pid)
+            cycle = requests * (1 + int(args.hostile_seconds * 1000 / max(len(requests), 1)))
+            normal, attack = asyncio.run(hostile_round(args, url, cycle, dim, server.pid))
+            time.sleep(2.0)
+            hostile = {"idle_mb": idle, "after_mb": rss_mb(server.pid), "normal": normal, **attack}
     finally:
         server.terminate()
         try:
@@ -267,13 +406,38 @@ def main() -> None:
         "requests_per_batch": merged,
         "max_abs_diff_vs_offline": difference,
         "load_average": os.getloadavg(),
+        "backend": args.backend,
     }
+    if hostile is not None:
+        normal = hostile["normal"]
+        hostile_latencies = np.array(normal["latencies"]) * 1000
+        peak = max(hostile["rss_samples_mb"], default=float("nan"))
+        figures["hostile"] = {
+            "seconds": args.hostile_seconds,
+            "clients": args.hostile_clients,
+            "text_mb": args.hostile_mb,
+            "huge_requests": len(hostile["statuses"]),
+            "huge_statuses": sorted(set(hostile["statuses"])),
+            "huge_latency_p50_ms": float(np.percentile(hostile["latencies"], 50) * 1000)
+            if hostile["latencies"]
+            else float("nan"),
+            "rss_idle_mb": hostile["idle_mb"],
+            "rss_peak_mb": peak,
+            "rss_after_mb": hostile["after_mb"],
+            "rss_peak_over_idle_mb": peak - hostile["idle_mb"],
+            "normal_completed": normal["completed"],
+            "normal_errors": len(normal["errors"]),
+            "normal_p50_ms": float(np.percentile(hostile_latencies, 50)) if len(hostile_latencies) else float("nan"),
+            "normal_p99_ms": float(np.percentile(hostile_latencies, 99)) if len(hostile_latencies) else float("nan"),
+        }
+    if backends is not None:
+        figures["backends_offline"] = backends
     rows = [
         ("model", args.model),
         ("clients x requests x texts", f"{args.clients} x {result['completed']}/{args.requests} x {k}"),
         (f"offline encode (batch {args.batch_size})", f"{offline_rate:8.1f} texts/s"),
         (f"server, {args.clients} clients", f"{server_rate:8.1f} texts/s"),
-        ("ratio server / offline", f"{figures['ratio']:8.3f}   (target >= 0.7)"),
+        ("ratio server / offline", f"{figures['ratio']:8.3f}   (target >= 0.9)"),
         (f"  per round ({len(rounds)})", ", ".join(f"{x:.2f}" for x in round_ratios)),
         ("latency p50 / p99", f"{figures['p50_ms']:.0f} ms / {figures['p99_ms']:.0f} ms"),
         ("errors", str(len(result["errors"]))),
@@ -281,6 +445,33 @@ def main() -> None:
         ("max |server - offline| (request 0)", f"{difference:.2e}"),
         ("load average (1, 5, 15 min)", ", ".join(f"{x:.2f}" for x in figures["load_average"])),
     ]
+    if hostile is not None:
+        h = figures["hostile"]
+        rows += [
+            (
+                f"hostile: {h['clients']} x {h['text_mb']} MB texts",
+                f"{h['huge_requests']} sent, statuses {h['huge_statuses']}, p50 {h['huge_latency_p50_ms']:.0f} ms",
+            ),
+            (
+                "  server RSS idle / peak / after",
+                f"{h['rss_idle_mb']:.0f} / {h['rss_peak_mb']:.0f} / {h['rss_after_mb']:.0f} MB "
+                f"(peak +{h['rss_peak_over_idle_mb']:.0f} MB; target <= +300)",
+            ),
+            (
+                "  normal requests p50 / p99",
+                f"{h['normal_p50_ms']:.0f} ms / {h['normal_p99_ms']:.0f} ms (normal rounds: "
+                f"{figures['p50_ms']:.0f} / {figures['p99_ms']:.0f}); {h['normal_errors']} errors",
+            ),
+        ]
+    if backends is not None:
+        for name, b in backends.items():
+            rows.append(
+                (
+                    f"offline {name}",
+                    f"{b['texts_per_s']:8.1f} texts/s  x{b['vs_torch']:.2f} torch  min cos {b['min_cosine']:.5f}"
+                    f"  mean {b['mean_cosine']:.5f}",
+                )
+            )
     width = max(len(name) for name, _ in rows)
     print()
     for name, value in rows:

@@ -102,3 +102,14 @@ def test_transformers_peft_flag():
 
     source = inspect.getsource(PreTrainedModel.save_pretrained)
     assert re.search(r"_hf_peft_config_loaded", source)
+
+
+def test_trainer_load_from_checkpoint_and_scheduler_last_lr():
+    """training/resume.py: a finished run's last checkpoint loaded without training; the restored scheduler's rate."""
+    import torch
+    from sentence_transformers import SentenceTransformerTrainer
+
+    assert parameters(SentenceTransformerTrainer._load_from_checkpoint) == ["self", "checkpoint_path"]
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    assert scheduler._last_lr == [0.1] and scheduler.base_lrs == [0.1] and len(scheduler.lr_lambdas) == 1

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("embedforge.cli.merge", "average models of one architecture into a model soup"),
     "models": ("embedforge.cli.models", "list the offline model presets and where they resolve"),
     "serve": ("embedforge.cli.serve", "serve a model over an OpenAI-compatible /v1/embeddings API"),
+    "export": ("embedforge.cli.export", "export a model to ONNX / OpenVINO (optionally int8) for serve --backend"),
 }
 
 
@@ -85,6 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except EmbedforgeError as error:
         print(f"embedforge {name}: error: {error}", file=sys.stderr)  # noqa: T201
+        return 2
+    except OSError as error:  # a full disk outside the places that name their folder (utils.io.reporting_full_disk)
+        import errno
+
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"embedforge {name}: error: no space left on device at {error.filename or '?'}", file=sys.stderr)  # noqa: T201
         return 2
     except KeyboardInterrupt:
         print(f"embedforge {name}: interrupted", file=sys.stderr)  # noqa: T201

@@ -391,7 +391,8 @@ def _texts(
             if config.on_empty == "skip":
                 counts["skipped_empty_text"] += 1
                 return None
-            raise source.error(index, f"empty text in column {name!r}", "fix the row, or set on_empty: skip")
+            problem = f"no column {name!r} (or it is null)" if value is None else f"empty text in column {name!r}"
+            raise source.error(index, problem, "fix the row, or set on_empty: skip")
         values.append(value)
     return tuple(values)
 

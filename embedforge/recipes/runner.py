@@ -21,8 +21,9 @@ from embedforge.errors import ConfigError
 from embedforge.recipes.context import StageContext, StageResult, StageSummary, summary_from_dict
 from embedforge.recipes.loader import load_recipe
 from embedforge.recipes.schema import STAGE_TYPES, Recipe
+from embedforge.recipes.validate import check_before_running
 from embedforge.utils.config import to_plain
-from embedforge.utils.io import atomic_write_json, atomic_write_text
+from embedforge.utils.io import atomic_write_json, atomic_write_text, remove_stale_staging, reporting_full_disk
 
 if TYPE_CHECKING:
     pass
@@ -58,9 +59,11 @@ def run_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = False)
     # under torchrun this joins the process group (gloo on CPU, as the Trainer would); single process: a no-op
     state = PartialState(cpu=not torch.cuda.is_available())
     output = Path(recipe.output_dir or Path("runs") / recipe.name)
-    existing = output.exists() and any(output.iterdir())
+    existing = _holds_run(output)
     if existing and not (resume or overwrite):
         raise ConfigError(f"output folder {output} already holds a run; pass --resume to continue it, or --overwrite")
+    # every stage that will run is checked before anything is written (reliability: validate.py)
+    check_before_running(recipe, output, resume=resume and existing)
     state.wait_for_everyone()  # every rank has looked before the main one changes anything
     if state.is_main_process:
         if existing and overwrite:
@@ -88,6 +91,8 @@ def run_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = False)
             logger.info("stage %s: already finished, skipping (%s)", name, done)
         else:
             directory.mkdir(parents=True, exist_ok=True)
+            if resume and state.is_main_process:
+                remove_stale_staging(directory)  # a final/ save cut short by a kill
             context = StageContext(recipe, name, directory, resume, dict(models), previous, dict(summaries))
             logger.info("stage %s (%s): starting in %s", name, config.type, directory)
             stage_started = time.perf_counter()
@@ -109,6 +114,12 @@ def run_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = False)
     if recipe.eval is not None and state.is_main_process:
         report.eval_reports = evaluate_recipe(recipe, previous, output / "eval")
     return report
+
+
+def _holds_run(output: Path) -> bool:
+    """Whether ``output`` holds anything of a run besides its resolved recipe (a run that failed before a stage
+    wrote anything does not block a plain rerun)."""
+    return output.is_dir() and any(p.is_file() and p != output / "recipe.resolved.yaml" for p in output.rglob("*"))
 
 
 def evaluate_recipe(recipe: Recipe, final_model: str, output: Path) -> dict[str, Any]:
@@ -155,4 +166,5 @@ def train(
         recipe = load_recipe(recipe, overrides)
     elif overrides:
         raise ConfigError("overrides apply to a recipe file; edit the Recipe object instead")
-    return run_recipe(recipe, resume=resume, overwrite=overwrite)
+    with reporting_full_disk(recipe.output_dir or Path("runs") / recipe.name):  # a full disk: one line naming it
+        return run_recipe(recipe, resume=resume, overwrite=overwrite)

@@ -23,7 +23,7 @@ _TOKEN_BUCKETS = (16, 64, 256, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
 _SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 # routes reported by name; anything else is "other" (keeps label cardinality bounded)
-_ROUTES = ("/v1/embeddings", "/v1/models", "/health", "/metrics")
+_ROUTES = ("/v1/embeddings", "/v1/models", "/health", "/metrics", "/embed", "/info", "/tokenize", "/")
 
 
 class ServerMetrics:

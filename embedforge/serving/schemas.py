@@ -203,9 +203,11 @@ def normalize_input(value: Any, *, max_inputs: int) -> list[str]:
         if isinstance(item, int | list) and not isinstance(item, bool):
             raise APIError(
                 400,
-                f"'{param}' is {_json_type(item)}: token-id inputs are not supported by this server; send text.",
+                f"'{param}' is {_json_type(item)}: token-id inputs are not supported by this server; send text. "
+                "LangChain's OpenAIEmbeddings sends token ids by default: construct it with "
+                "check_embedding_ctx_length=False.",
                 param=param,
-                code="invalid_type",
+                code="token_ids_not_supported",
             )
         raise APIError(400, f"'{param}' must be a string, got {_json_type(item)}.", param=param, code="invalid_type")
     return items

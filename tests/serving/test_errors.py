@@ -22,6 +22,8 @@ def _req(**overrides) -> bytes:
     return _json({key: value for key, value in body.items() if value is not ...})
 
 
+TOKEN_IDS = "token_ids_not_supported"
+
 # id -> (method, path, raw body, expected status, expected param, expected code)
 MALFORMED = {
     "invalid-json": ("POST", "/v1/embeddings", b'{"model": "tiny-embed", "input": [', 400, None, "invalid_json"),
@@ -43,8 +45,22 @@ MALFORMED = {
     "input-number": ("POST", "/v1/embeddings", _req(input=42.5), 400, "input", "invalid_type"),
     "input-object": ("POST", "/v1/embeddings", _req(input={"text": "hi"}), 400, "input", "invalid_type"),
     "input-null-item": ("POST", "/v1/embeddings", _req(input=["ok", None]), 400, "input[1]", "invalid_type"),
-    "input-token-ids": ("POST", "/v1/embeddings", _req(input=[101, 7592, 102]), 400, "input[0]", "invalid_type"),
-    "input-token-arrays": ("POST", "/v1/embeddings", _req(input=[[101, 102]]), 400, "input[0]", "invalid_type"),
+    "input-token-ids": (
+        "POST",
+        "/v1/embeddings",
+        _req(input=[101, 7592, 102]),
+        400,
+        "input[0]",
+        "token_ids_not_supported",
+    ),
+    "input-token-arrays": (
+        "POST",
+        "/v1/embeddings",
+        _req(input=[[101, 102]]),
+        400,
+        "input[0]",
+        "token_ids_not_supported",
+    ),
     "empty-string": ("POST", "/v1/embeddings", _req(input=""), 400, "input", "empty_input"),
     "empty-string-item": ("POST", "/v1/embeddings", _req(input=["ok", ""]), 400, "input[1]", "empty_input"),
     "empty-list": ("POST", "/v1/embeddings", _req(input=[]), 400, "input", "empty_input"),

@@ -97,7 +97,9 @@ def test_usage_counts_tokens_with_prompt_and_truncation(openai_client, reference
 
 def test_models_list_and_retrieve(openai_client, reference_model):
     models = openai_client.models.list()
-    assert [model.id for model in models.data] == ["tiny-embed"]
+    # the model and its per-role aliases (it has both saved prompts)
+    assert [model.id for model in models.data] == ["tiny-embed", "tiny-embed-query", "tiny-embed-document"]
+    assert models.data[1].model_extra == {"root": "tiny-embed", "input_type": "query"}
     model = openai_client.models.retrieve("tiny-embed")
     assert model.id == "tiny-embed" and model.owned_by == "embedforge"
     extra = model.model_extra

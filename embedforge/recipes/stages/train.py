@@ -177,6 +177,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
     from embedforge.training.backbones import prepare_backbone
     from embedforge.training.callbacks import RunSummaryCallback, ThroughputCallback
     from embedforge.training.checkpoints import CompleteCheckpointCallback, checkpoints, last_complete_checkpoint
+    from embedforge.training.resume import ResumedLearningRateCallback, restore_finished_training
     from embedforge.training.trainer import EmbedforgeTrainer
 
     directory = context.directory
@@ -223,16 +224,19 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         loss=losses,
         callbacks=[
             CompleteCheckpointCallback(),
+            ResumedLearningRateCallback(config.learning_rate),  # a changed learning rate applies on --resume
             ThroughputCallback(global_batch),
             RunSummaryCallback(to_plain(summary), info.summary()),
         ],
     )
     for name, loss in losses.items():
         logger.info("loss for %s: %s", name, describe_loss(loss))
-    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    # killed after the last step (while saving final/): load that checkpoint rather than train one step more
+    restored = restore_finished_training(trainer, resume_from, config.max_steps) if resume_from else None
+    output = restored or trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     # a checkpoint at the very end (unless the last step already saved one), so --resume after a crash in
     # the saving below does not retrain
-    if trainer.state.global_step % config.save_steps != 0:
+    if restored is None and trainer.state.global_step % config.save_steps != 0:
         trainer._save_checkpoint(trainer.model, trial=None)
         trainer.callback_handler.on_save(trainer.args, trainer.state, trainer.control)
 
