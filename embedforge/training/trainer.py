@@ -34,6 +34,8 @@ class EmbedforgeTrainer(SentenceTransformerTrainer):
         super().__init__(*args, **kwargs)
         # callables returning a scalar to add to this step's loss (or None), e.g. an MoE router aux loss
         self.extra_losses = list(extra_losses or [])
+        # callables(dataset_name, loss) told every training micro-batch's loss (per-dataset loss curves)
+        self.loss_observers: list[Callable[[Any, torch.Tensor], None]] = []
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         dataset_name = inputs.get("dataset_name")
@@ -47,6 +49,8 @@ class EmbedforgeTrainer(SentenceTransformerTrainer):
                 loss = loss + term
         if model.training:
             self._check_finite(loss, dataset_name)
+            for observer in self.loss_observers:
+                observer(dataset_name, loss)
         return (loss, output[1]) if return_outputs else loss
 
     def get_batch_sampler(self, dataset, *args: Any, **kwargs: Any):

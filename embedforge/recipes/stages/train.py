@@ -45,7 +45,24 @@ def validate(config: TrainStageConfig, where: str) -> None:
             raise ConfigError(f"{where}.{key}: must be >= 1, got {getattr(config, key)}")
     if config.max_steps is not None and config.max_steps < 1:
         raise ConfigError(f"{where}.max_steps: must be >= 1, got {config.max_steps}")
+    _check_evaluation(config, where)
     _check_trainer_args(config.trainer_args, f"{where}.trainer_args")
+
+
+def _check_evaluation(config: TrainStageConfig, where: str) -> None:
+    if config.eval_steps is None:
+        if config.eval_tasks or config.load_best_model_at_end:
+            key = "eval_tasks" if config.eval_tasks else "load_best_model_at_end"
+            raise ConfigError(f"{where}.{key}: needs eval_steps (evaluate every N steps) too")
+        return
+    if config.eval_steps < 1:
+        raise ConfigError(f"{where}.eval_steps: must be >= 1, got {config.eval_steps}")
+    if not config.eval_tasks:
+        raise ConfigError(f"{where}.eval_tasks: eval_steps needs task directories to score")
+    if config.eval_dims is not None and config.matryoshka is not None:
+        extra = sorted(set(config.eval_dims) - set(config.matryoshka.dims))
+        if extra:
+            logger.info("%s.eval_dims %s are not trained Matryoshka dimensions", where, extra)
 
 
 def _check_options(name: str, options: dict[str, Any], where: str, loss_options) -> None:
@@ -64,7 +81,7 @@ _MANAGED_ARGS = {
     "output_dir", "per_device_train_batch_size", "learning_rate", "weight_decay", "warmup_ratio",
     "lr_scheduler_type", "num_train_epochs", "max_steps", "bf16", "gradient_checkpointing",
     "gradient_accumulation_steps", "save_steps", "save_total_limit", "logging_steps", "seed", "prompts",
-    "batch_sampler", "multi_dataset_batch_sampler",
+    "batch_sampler", "multi_dataset_batch_sampler", "eval_steps", "metric_for_best_model", "load_best_model_at_end",
 }  # fmt: skip
 
 
@@ -123,6 +140,46 @@ def build_losses(
     return losses
 
 
+def objective_name(loss: Any) -> str:
+    """The loss class, through wrappers: ``InfoNCELoss``, ``MatryoshkaLoss(CoSENTLoss)``."""
+    inner = getattr(loss, "loss", None)
+    name = type(loss).__name__
+    return f"{name}({objective_name(inner)})" if inner is not None and hasattr(inner, "forward") else name
+
+
+def _evaluation_callback(config: TrainStageConfig, directory: Path, inference_length: int | None):
+    """The stage's evaluation during training (None without ``eval_steps``); tasks are read now, before training."""
+    if config.eval_steps is None:
+        return None
+    from embedforge.evaluation import find_task_dirs, load_tasks
+    from embedforge.training.callbacks import EvaluationCallback
+
+    task_dirs: list[Path] = []
+    for entry in map(Path, config.eval_tasks):
+        task_dirs += [entry] if (entry / "task.json").is_file() else find_task_dirs(entry)
+    return EvaluationCallback(
+        load_tasks(task_dirs),
+        eval_steps=config.eval_steps,
+        dims=config.eval_dims,
+        metric_for_best_model=config.metric_for_best_model,
+        best_dir=directory / "best",
+        max_seq_length=inference_length,
+    )
+
+
+def _last_scores(log_history: list[dict[str, Any]]) -> dict[str, float]:
+    entries = [e for e in log_history if any(k.startswith("eval/") for k in e)]
+    return {k: v for k, v in entries[-1].items() if k.startswith("eval/")} if entries else {}
+
+
+def _load_weights(model: Any, folder: str) -> None:
+    """Copy the weights of the model saved in ``folder`` into ``model`` (same architecture)."""
+    from embedforge.models import load_model
+
+    model.load_state_dict(load_model(folder, device="cpu").state_dict())
+    logger.info("final/ is the best evaluated model (%s)", folder)
+
+
 def describe_loss(loss: Any) -> str:
     """One line: class name and configuration."""
     config = loss.get_config_dict() if hasattr(loss, "get_config_dict") else {}
@@ -163,12 +220,14 @@ def _save_final(trainer, config: TrainStageConfig, context: StageContext, stage_
     """Rank 0: loss curve, model card (every train stage so far), and ``final`` with prompts, atomically."""
     from embedforge.data.instructions import model_prompts
     from embedforge.models import save_model
-    from embedforge.training.callbacks import plot_loss_curve
+    from embedforge.training.callbacks import plot_eval_curve, plot_loss_curve
     from embedforge.training.model_card import model_card
     from embedforge.utils.config import to_plain
 
     directory = context.directory
-    plot_loss_curve(trainer.state.log_history, directory / "loss.png", f"{context.recipe.name}: {context.name}")
+    title = f"{context.recipe.name}: {context.name}"
+    plot_loss_curve(trainer.state.log_history, directory / "loss.png", title)
+    plot_eval_curve(trainer.state.log_history, directory / "eval.png", title)
     instructions = [d for d in config.datasets if d.instruction]
     prompts = model_prompts(template=instructions[0].template) if instructions else None
     stages = [{"name": n, "type": "train", **s} for n, s in context.summaries.items() if s.get("datasets")] + [
@@ -234,7 +293,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
     from embedforge.data import load_training_datasets
     from embedforge.recipes.stage_paths import resolve_stage_paths
     from embedforge.training.backbones import prepare_backbone
-    from embedforge.training.callbacks import RunSummaryCallback, ThroughputCallback
+    from embedforge.training.callbacks import LossCurvesCallback, RunSummaryCallback, ThroughputCallback
     from embedforge.training.checkpoints import CompleteCheckpointCallback, checkpoints, last_complete_checkpoint
     from embedforge.training.trainer import EmbedforgeTrainer
 
@@ -270,6 +329,8 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         "init": context.model_ref(config.init),
         **backbone.summary(),
     }
+    curves = LossCurvesCallback({name: objective_name(loss) for name, loss in losses.items()})
+    evaluation = _evaluation_callback(config, directory, inference_length)
     trainer = EmbedforgeTrainer(
         model=model,
         args=args,
@@ -279,8 +340,14 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
             CompleteCheckpointCallback(),
             ThroughputCallback(global_batch),
             RunSummaryCallback(summary, info.summary()),
+            curves,
+            *([evaluation] if evaluation is not None else []),
         ],
     )
+    trainer.loss_observers.append(curves.observe)
+    for callback in (curves, evaluation):
+        if callback is not None:
+            callback.connect(trainer)
     for name, loss in losses.items():
         logger.info("loss for %s: %s", name, describe_loss(loss))
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -303,6 +370,12 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         "datasets": info.to_dict()["datasets"],
         "losses": losses_text,
     }
+    if evaluation is not None and evaluation.best is not None:
+        stage_summary["best"] = evaluation.best
+        stage_summary["eval_during_training"] = _last_scores(trainer.state.log_history)
+        if config.load_best_model_at_end and evaluation.best.get("path"):
+            _load_weights(trainer.model, evaluation.best["path"])
+            stage_summary["final_is_best"] = True
     if trainer.is_world_process_zero():
         _save_final(trainer, config, context, stage_summary, final, inference_length)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -317,6 +390,6 @@ register_stage_type(
         name="train",
         config_class=TrainStageConfig,
         run=run,
-        path_fields=("decontaminate_against",),
+        path_fields=("decontaminate_against", "eval_tasks"),
     )
 )
