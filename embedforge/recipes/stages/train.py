@@ -221,7 +221,8 @@ def _save_final(trainer, config: TrainStageConfig, context: StageContext, stage_
     from embedforge.data.instructions import model_prompts
     from embedforge.models import save_model
     from embedforge.training.callbacks import plot_eval_curve, plot_loss_curve
-    from embedforge.training.model_card import model_card
+    from embedforge.training.model_card import CARD_INPUTS, model_card
+    from embedforge.utils.io import atomic_write_json
     from embedforge.utils.config import to_plain
 
     directory = context.directory
@@ -233,16 +234,18 @@ def _save_final(trainer, config: TrainStageConfig, context: StageContext, stage_
     stages = [{"name": n, "type": "train", **s} for n, s in context.summaries.items() if s.get("datasets")] + [
         {"name": context.name, "type": "train", **stage_summary}
     ]
-    card = model_card(
-        title=f"{context.recipe.name} ({context.name})",
-        base_model=str(context.recipe.model.base),
-        description=context.recipe.description,
-        stages=stages,
-        resolved_config=to_plain(context.recipe),
-        prompts=prompts or trainer.model.prompts,
-    )
+    card = {  # model_card() arguments, kept in <stage>/card.json so the recipe's evaluation can add its results
+        "title": f"{context.recipe.name}-{context.name}",
+        "base_model": str(context.recipe.model.base),
+        "description": context.recipe.description,
+        "stages": stages,
+        "resolved_config": to_plain(context.recipe),
+        "prompts": prompts or trainer.model.prompts,
+        "root": str(Path.cwd()),
+    }
     trainer.model.max_seq_length = max_length  # trained short, saved with the base's inference length
-    save_model(trainer.model, final, prompts=prompts, extra_files={"README.md": card})
+    save_model(trainer.model, final, prompts=prompts, extra_files={"README.md": model_card(**card)})
+    atomic_write_json(directory / CARD_INPUTS, card)
 
 
 def _training_arguments(config: TrainStageConfig, context: StageContext, info, world_size, split_batches, bf16):
