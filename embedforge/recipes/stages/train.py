@@ -222,8 +222,8 @@ def _save_final(trainer, config: TrainStageConfig, context: StageContext, stage_
     from embedforge.models import save_model
     from embedforge.training.callbacks import plot_eval_curve, plot_loss_curve
     from embedforge.training.model_card import CARD_INPUTS, model_card
-    from embedforge.utils.io import atomic_write_json
     from embedforge.utils.config import to_plain
+    from embedforge.utils.io import atomic_write_json
 
     directory = context.directory
     title = f"{context.recipe.name}: {context.name}"
