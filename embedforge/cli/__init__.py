@@ -69,7 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"embedforge {name}", description=help_)
     module.add_arguments(parser)
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars (default: on when stderr is a terminal, off in CI and pipes)",
+    )
     args = parser.parse_args(argv[1:])
+    from embedforge.utils.progress import set_progress
+
+    set_progress(args.progress)
     logging.basicConfig(
         level=logging.INFO if not getattr(args, "quiet", False) else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -81,14 +90,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     for library in ("mteb", "sentence_transformers", "transformers", "datasets", "accelerate"):
         warnings.filterwarnings("ignore", category=FutureWarning, module=library)
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=library)
+    logging.captureWarnings(True)  # warnings become log records, printed above the progress bars
     try:
-        return int(module.run(args) or 0)
+        with _logs_above_progress_bars():
+            return int(module.run(args) or 0)
     except EmbedforgeError as error:
         print(f"embedforge {name}: error: {error}", file=sys.stderr)  # noqa: T201
         return 2
     except KeyboardInterrupt:
         print(f"embedforge {name}: interrupted", file=sys.stderr)  # noqa: T201
         return 130
+
+
+def _logs_above_progress_bars():
+    """Log records (and captured warnings) go through ``tqdm.write``, so they never break a progress bar."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm(loggers=[logging.getLogger(), logging.getLogger("transformers")])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -254,6 +254,7 @@ def _training_arguments(config: TrainStageConfig, context: StageContext, info, w
     from sentence_transformers import SentenceTransformerTrainingArguments
 
     from embedforge.data.sampler import batch_sampler
+    from embedforge.utils.progress import progress_enabled
 
     # with split_batches every rank sees the same (global) batches, so the sampler plans for one process
     sampler_world = 1 if split_batches else world_size
@@ -262,7 +263,7 @@ def _training_arguments(config: TrainStageConfig, context: StageContext, info, w
         "data_seed": context.recipe.seed,
         "save_strategy": "steps",
         "dataloader_drop_last": True,
-        "disable_tqdm": False,
+        "disable_tqdm": not progress_enabled(),  # bars on a terminal, none in CI logs
         "use_cpu": not torch.cuda.is_available(),  # without it, CPU torchrun runs every rank alone
     }
     args = SentenceTransformerTrainingArguments(
