@@ -342,7 +342,8 @@ def model_card(
     for key in cited:
         lines += ["```bibtex", CITATIONS[key], "```", ""]
     if resolved_config:
-        lines += ["## Resolved recipe", "", "```yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True).rstrip(), "```", ""]
+        dumped = yaml.safe_dump(config, sort_keys=False, allow_unicode=True).rstrip()
+        lines += ["## Resolved recipe", "", "```yaml", dumped, "```", ""]
     return "\n".join(lines)
 
 

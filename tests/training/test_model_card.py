@@ -25,8 +25,10 @@ def card_for(tmp_path):
         "stages": {
             "finetune": {
                 "type": "train",
-                "datasets": [{"name": "snli", "path": str(root / "data/train/snli/triplets.jsonl"), "kind": "triplets"},
-                             {"name": "stsb", "path": "/elsewhere/deep/stsb/train.jsonl", "kind": "sts"}],
+                "datasets": [
+                    {"name": "snli", "path": str(root / "data/train/snli/triplets.jsonl"), "kind": "triplets"},
+                    {"name": "stsb", "path": "/elsewhere/deep/stsb/train.jsonl", "kind": "sts"},
+                ],
                 "loss": {"temperature": 0.05, "gamma": 0.5, "mix_pairwise": True, "false_negative_margin": 0.0},
                 "matryoshka": {"dims": [384, 128]},
             }
@@ -41,7 +43,9 @@ def card_for(tmp_path):
             {"name": "snli", "kind": "triplets", "rows": 6321, "loss": "infonce", "in_batch_negatives": True,
              "num_negatives": 1, "weight": 0.5, "path": str(root / "data/train/snli/triplets.jsonl")},
         ],
-        "losses": {"snli": "MatryoshkaLoss(matryoshka_dims=[384, 128]) over InfoNCELoss(temperature=0.05000000074505806)"},
+        "losses": {
+            "snli": "MatryoshkaLoss(matryoshka_dims=[384, 128]) over InfoNCELoss(temperature=0.05000000074505806)"
+        },
         "best": {"step": 20, "metric": "mean@384", "value": 0.8312345},
         "final_is_best": True,
     }  # fmt: skip
