@@ -33,4 +33,16 @@ _EXPORTS = {
     "load_recipe": "embedforge.recipes.loader",
 }
 
-__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
+# sub-packages reachable as attributes after a bare ``import embedforge`` (``embedforge.serving.create_app``)
+_SUBPACKAGES = ("data", "evaluation", "losses", "merging", "mining", "models", "serving", "training")
+
+_exported, __all__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted([*__all__, *_SUBPACKAGES])
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    return _exported(name)

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("embedforge.cli.eval", "evaluate a model on MTEB-style task directories"),
     "mine": ("embedforge.cli.mine", "mine hard negatives for (anchor, positive) data with a model"),
     "synth": ("embedforge.cli.synth", "write synthetic queries for a corpus with an LLM (filtered, resumable)"),
+    "compare": ("embedforge.cli.compare", "put runs side by side: per task and dim, deltas, seed spread (MD + HTML)"),
     "merge": ("embedforge.cli.merge", "average models of one architecture into a model soup"),
     "models": ("embedforge.cli.models", "list the offline model presets and where they resolve"),
     "serve": ("embedforge.cli.serve", "serve a model over an OpenAI-compatible /v1/embeddings API"),
@@ -70,7 +71,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"embedforge {name}", description=help_)
     module.add_arguments(parser)
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars (default: on when stderr is a terminal, off in CI and pipes)",
+    )
     args = parser.parse_args(argv[1:])
+    from embedforge.utils.progress import set_progress
+
+    set_progress(args.progress)
     logging.basicConfig(
         level=logging.INFO if not getattr(args, "quiet", False) else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -82,8 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for library in ("mteb", "sentence_transformers", "transformers", "datasets", "accelerate"):
         warnings.filterwarnings("ignore", category=FutureWarning, module=library)
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=library)
+    logging.captureWarnings(True)  # warnings become log records, printed above the progress bars
     try:
-        return int(module.run(args) or 0)
+        with _logs_above_progress_bars():
+            return int(module.run(args) or 0)
     except EmbedforgeError as error:
         print(f"embedforge {name}: error: {error}", file=sys.stderr)  # noqa: T201
         return 2
@@ -97,6 +109,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"embedforge {name}: interrupted", file=sys.stderr)  # noqa: T201
         return 130
+
+
+def _logs_above_progress_bars():
+    """Log records (and captured warnings) go through ``tqdm.write``, so they never break a progress bar."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm(loggers=[logging.getLogger(), logging.getLogger("transformers")])
 
 
 if __name__ == "__main__":  # pragma: no cover

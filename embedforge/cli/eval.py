@@ -17,7 +17,9 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="model folder or offline preset name (see 'embedforge models')")
+    parser.add_argument(
+        "--model", required=True, help="model folder, run folder (its final model) or offline preset name"
+    )
     parser.add_argument("--tasks", nargs="+", default=[], metavar="DIR", help="task directories (with task.json)")
     parser.add_argument("--task-root", metavar="DIR", help="evaluate every task directory under this folder")
     parser.add_argument(
@@ -35,16 +37,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference", metavar="FILE", help="reference scores (scores_long.json, results.json or {task: score})"
     )
     parser.add_argument("--reference-model", help="which model's scores in --reference (default: matched by name)")
-    parser.add_argument("--progress", action="store_true", help="show encoding progress bars")
     parser.add_argument("--quiet", action="store_true", help="only warnings and the final tables")
 
 
 def run(args: argparse.Namespace) -> int:
     from embedforge.evaluation import evaluate
     from embedforge.evaluation.report import leaderboard_markdown, reference_markdown
+    from embedforge.utils.progress import progress_enabled
 
     for noisy in ("mteb", "datasets", "sentence_transformers", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from embedforge.utils.run_folder import is_run_folder, read_run_folder
+
+    # a run folder is evaluated as its final model, named after its recipe and stage
+    name = read_run_folder(args.model).label if is_run_folder(args.model) else None
     report = evaluate(
         args.model,
         args.tasks,
@@ -57,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=None if args.no_cache else args.cache_dir,
         reference=args.reference,
         reference_model=args.reference_model,
-        show_progress_bar=args.progress,
+        show_progress_bar=progress_enabled(),
+        model_name=name,
     )
     out = sys.stdout
     out.write(leaderboard_markdown({report.model: report.records}))

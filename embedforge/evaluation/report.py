@@ -97,7 +97,12 @@ def plot_scores(runs: dict[str, Records], path: str | os.PathLike[str]) -> None:
 
 
 def write_outputs(report: EvalReport, output_dir: str | os.PathLike[str]) -> Path:
-    """Write ``results.json``, ``leaderboard.md`` and ``scores.png`` into ``output_dir`` all at once."""
+    """Write ``results.json``, ``leaderboard.md``, ``scores.png`` and mteb's result files (``mteb/``) at once.
+
+    ``mteb/`` is mteb's own result layout (:mod:`embedforge.evaluation.mteb_results`):
+    ``mteb.ResultCache(output_dir / "mteb").load_results(include_remote=False)`` reads it.
+    """
+    from embedforge.evaluation.mteb_results import MTEB_FOLDER, write_mteb_results
     from embedforge.utils.io import atomic_write_json, atomic_write_text
 
     runs = {report.model: report.records}
@@ -108,7 +113,16 @@ def write_outputs(report: EvalReport, output_dir: str | os.PathLike[str]) -> Pat
         atomic_write_json(staging / "results.json", report.records)
         atomic_write_text(staging / "leaderboard.md", text)
         plot_scores(runs, staging / "scores.png")
+        write_mteb_results(report.records, staging / MTEB_FOLDER, _mteb_model_name(report.model))
     return Path(output_dir)
+
+
+def _mteb_model_name(label: str) -> str:
+    """A preset's Hub id (``all-MiniLM-L6-v2`` -> ``sentence-transformers/all-MiniLM-L6-v2``), else the label."""
+    from embedforge.models.presets import get_preset
+
+    preset = get_preset(label)
+    return preset.hub_id if preset is not None and preset.hub_id else label
 
 
 def _pct(value: float | None) -> str:

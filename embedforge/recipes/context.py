@@ -68,6 +68,9 @@ class TrainSummary(StageSummary):
     decontaminated_against: list[str] = field(default_factory=list)  # eval task dirs whose texts were removed
     datasets: list[dict[str, Any]] = field(default_factory=list)  # the loaded datasets (DatasetInfo as data)
     losses: dict[str, str] = field(default_factory=dict)  # dataset -> loss description
+    best: dict[str, Any] | None = None  # evaluation during training: the best step, its metric and folder
+    eval_during_training: dict[str, float] = field(default_factory=dict)  # the last scores logged while training
+    final_is_best: bool = False  # final/ holds the best evaluated model (load_best_model_at_end)
 
 
 @dataclass(kw_only=True)

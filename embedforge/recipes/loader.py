@@ -113,7 +113,7 @@ def _index(part: str, node: list[Any], where: str, override: str) -> int:
 
 def _resolve_paths(data: dict[str, Any], base: Path, source: str) -> dict[str, Any]:
     """Make the recipe file's relative paths absolute (relative to the file's folder)."""
-    from embedforge.models.presets import get_preset
+    from embedforge.models.presets import get_preset, is_hub_reference
 
     def resolve(value: Any) -> Any:
         # "@stage/..." paths are relative to the run's output folder, resolved when the stage runs (stage_paths)
@@ -125,7 +125,8 @@ def _resolve_paths(data: dict[str, Any], base: Path, source: str) -> dict[str, A
         data["output_dir"] = resolve(data["output_dir"])
     model = data.get("model")
     if isinstance(model, Mapping) and isinstance(model.get("base"), str) and get_preset(model["base"]) is None:
-        model["base"] = resolve(model["base"])
+        if not is_hub_reference(model["base"], base):  # HF_HUB_OFFLINE=0 and "org/name": a Hub id, kept as is
+            model["base"] = resolve(model["base"])
     evaluation = data.get("eval")
     if isinstance(evaluation, Mapping):
         _resolve_fields(evaluation, ("tasks", "task_root"), resolve)

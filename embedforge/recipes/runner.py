@@ -145,6 +145,10 @@ def evaluate_recipe(recipe: Recipe, final_model: str, output: Path) -> dict[str,
         )
     table = leaderboard_markdown({r.model: r.records for r in reports.values()})
     atomic_write_text(output / "leaderboard.md", table)
+    if Path(final_model).is_dir():  # the trained model's card gets the results (model-index metadata, table)
+        from embedforge.training.model_card import add_results_to_card
+
+        add_results_to_card(final_model, reports[recipe.name].records, table)
     return reports
 
 

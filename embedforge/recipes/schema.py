@@ -89,6 +89,11 @@ class TrainStageConfig(ObjectiveConfig):
     decontaminate_against: list[str] | None = None  # eval task dirs/roots whose texts are removed (None: the
     # recipe's eval tasks, so decontamination is on wherever the recipe evaluates; []: this stage opts out)
     decontaminate_near_duplicates: float | None = None  # also near duplicates: word-3-gram Jaccard >= this (MinHash)
+    eval_steps: int | None = None  # evaluate every N steps (and at the end) on eval_tasks; None: not during training
+    eval_tasks: list[str] = field(default_factory=list)  # task directories (or folders of them) scored while training
+    eval_dims: list[int] | None = None  # Matryoshka dimensions scored while training (None: the full dimension)
+    metric_for_best_model: str = "mean"  # what picks <stage>/best: mean (Mean(Task)) or a task name, optional @DIM
+    load_best_model_at_end: bool = False  # final/ is the best evaluated model instead of the last step's
     trainer_args: dict[str, Any] = field(default_factory=dict)  # passed to SentenceTransformerTrainingArguments
 
 

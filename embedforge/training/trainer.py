@@ -11,6 +11,7 @@ Everything distributed (DDP via ``torchrun`` / ``accelerate launch``, FSDP, Deep
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -26,7 +27,12 @@ class TrainingDiverged(EmbedforgeError):
 
 
 class EmbedforgeTrainer(SentenceTransformerTrainer):
-    """``SentenceTransformerTrainer`` that refuses non-finite losses."""
+    """``SentenceTransformerTrainer`` that refuses non-finite losses and tells observers every batch's loss."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # callables(dataset_name, loss) told every training micro-batch's loss (per-dataset loss curves)
+        self.loss_observers: list[Callable[[Any, torch.Tensor], None]] = []
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         dataset_name = inputs.get("dataset_name")
@@ -36,6 +42,8 @@ class EmbedforgeTrainer(SentenceTransformerTrainer):
         loss = output[0] if return_outputs else output
         if model.training:
             self._check_finite(loss, dataset_name)
+            for observer in self.loss_observers:
+                observer(dataset_name, loss)
         return (loss, output[1]) if return_outputs else loss
 
     def get_batch_sampler(self, dataset, *args: Any, **kwargs: Any):

@@ -35,14 +35,31 @@ def validate(config: TrainStageConfig, where: str) -> None:
         raise ConfigError(f"{where}.decontaminate_near_duplicates: a Jaccard threshold in (0, 1], got {near}")
     if config.max_steps is not None and config.max_steps < 1:
         raise ConfigError(f"{where}.max_steps: must be >= 1, got {config.max_steps}")
+    _check_evaluation(config, where)
     _check_trainer_args(config.trainer_args, f"{where}.trainer_args")
+
+
+def _check_evaluation(config: TrainStageConfig, where: str) -> None:
+    if config.eval_steps is None:
+        if config.eval_tasks or config.load_best_model_at_end:
+            key = "eval_tasks" if config.eval_tasks else "load_best_model_at_end"
+            raise ConfigError(f"{where}.{key}: needs eval_steps (evaluate every N steps) too")
+        return
+    if config.eval_steps < 1:
+        raise ConfigError(f"{where}.eval_steps: must be >= 1, got {config.eval_steps}")
+    if not config.eval_tasks:
+        raise ConfigError(f"{where}.eval_tasks: eval_steps needs task directories to score")
+    if config.eval_dims is not None and config.matryoshka is not None:
+        extra = sorted(set(config.eval_dims) - set(config.matryoshka.dims))
+        if extra:
+            logger.info("%s.eval_dims %s are not trained Matryoshka dimensions", where, extra)
 
 
 _MANAGED_ARGS = {
     "output_dir", "per_device_train_batch_size", "learning_rate", "weight_decay", "warmup_ratio",
     "lr_scheduler_type", "num_train_epochs", "max_steps", "bf16", "gradient_checkpointing",
     "gradient_accumulation_steps", "save_steps", "save_total_limit", "logging_steps", "seed", "prompts",
-    "batch_sampler", "multi_dataset_batch_sampler",
+    "batch_sampler", "multi_dataset_batch_sampler", "eval_steps", "metric_for_best_model", "load_best_model_at_end",
 }  # fmt: skip
 
 
@@ -71,6 +88,46 @@ def decontamination_dirs(config: TrainStageConfig, recipe: Recipe) -> list[str]:
     return [*recipe.eval.tasks, *([recipe.eval.task_root] if recipe.eval.task_root else [])]
 
 
+def objective_name(loss: Any) -> str:
+    """The loss class, through wrappers: ``InfoNCELoss``, ``MatryoshkaLoss(CoSENTLoss)``."""
+    inner = getattr(loss, "loss", None)
+    name = type(loss).__name__
+    return f"{name}({objective_name(inner)})" if inner is not None and hasattr(inner, "forward") else name
+
+
+def _evaluation_callback(config: TrainStageConfig, directory: Path, inference_length: int | None):
+    """The stage's evaluation during training (None without ``eval_steps``); tasks are read now, before training."""
+    if config.eval_steps is None:
+        return None
+    from embedforge.evaluation import find_task_dirs, load_tasks
+    from embedforge.training.callbacks import EvaluationCallback
+
+    task_dirs: list[Path] = []
+    for entry in map(Path, config.eval_tasks):
+        task_dirs += [entry] if (entry / "task.json").is_file() else find_task_dirs(entry)
+    return EvaluationCallback(
+        load_tasks(task_dirs),
+        eval_steps=config.eval_steps,
+        dims=config.eval_dims,
+        metric_for_best_model=config.metric_for_best_model,
+        best_dir=directory / "best",
+        max_seq_length=inference_length,
+    )
+
+
+def _last_scores(log_history: list[dict[str, Any]]) -> dict[str, float]:
+    entries = [e for e in log_history if any(k.startswith("eval/") for k in e)]
+    return {k: v for k, v in entries[-1].items() if k.startswith("eval/")} if entries else {}
+
+
+def _load_weights(model: Any, folder: str) -> None:
+    """Copy the weights of the model saved in ``folder`` into ``model`` (same architecture)."""
+    from embedforge.models import load_model
+
+    model.load_state_dict(load_model(folder, device="cpu").state_dict())
+    logger.info("final/ is the best evaluated model (%s)", folder)
+
+
 def _bf16(setting: str | bool) -> bool:
     import torch
 
@@ -97,11 +154,14 @@ def _save_final(trainer, config: TrainStageConfig, context: StageContext, summar
     """Rank 0: loss curve, model card (every train stage so far), and ``final`` with prompts, atomically."""
     from embedforge.data.instructions import evaluation_prompts
     from embedforge.models import save_model
-    from embedforge.training.callbacks import plot_loss_curve
-    from embedforge.training.model_card import model_card
+    from embedforge.training.callbacks import plot_eval_curve, plot_loss_curve
+    from embedforge.training.model_card import CARD_INPUTS, model_card
+    from embedforge.utils.io import atomic_write_json
 
     directory = context.directory
-    plot_loss_curve(trainer.state.log_history, directory / "loss.png", f"{context.recipe.name}: {context.name}")
+    title = f"{context.recipe.name}: {context.name}"
+    plot_loss_curve(trainer.state.log_history, directory / "loss.png", title)
+    plot_eval_curve(trainer.state.log_history, directory / "eval.png", title)
     instructed = [d for d in config.datasets if d.instruction]
     prompts = None
     if instructed:  # an instruction-trained model is saved with the evaluation instructions as prompts
@@ -113,16 +173,18 @@ def _save_final(trainer, config: TrainStageConfig, context: StageContext, summar
         prompts = evaluation_prompts(task_dirs, instructions, template=instructed[0].template)
     trained = {**{n: s for n, s in context.summaries.items() if isinstance(s, TrainSummary)}, context.name: summary}
     stages = [{"name": n, "type": "train", **to_plain(s)} for n, s in trained.items()]
-    card = model_card(
-        title=f"{context.recipe.name} ({context.name})",
-        base_model=str(context.recipe.model.base),
-        description=context.recipe.description,
-        stages=stages,
-        resolved_config=to_plain(context.recipe),
-        prompts=prompts or trainer.model.prompts,
-    )
+    card = {  # model_card() arguments, kept in <stage>/card.json so the recipe's evaluation can add its results
+        "title": f"{context.recipe.name}-{context.name}",
+        "base_model": str(context.recipe.model.base),
+        "description": context.recipe.description,
+        "stages": stages,
+        "resolved_config": to_plain(context.recipe),
+        "prompts": prompts or trainer.model.prompts,
+        "root": str(Path.cwd()),
+    }
     trainer.model.max_seq_length = max_length  # trained short, saved with the base's inference length
-    save_model(trainer.model, final, prompts=prompts, extra_files={"README.md": card})
+    save_model(trainer.model, final, prompts=prompts, extra_files={"README.md": model_card(**card)})
+    atomic_write_json(directory / CARD_INPUTS, card)
 
 
 def _training_arguments(config: TrainStageConfig, context: StageContext, info, world_size, split_batches, bf16):
@@ -131,6 +193,7 @@ def _training_arguments(config: TrainStageConfig, context: StageContext, info, w
     from sentence_transformers import SentenceTransformerTrainingArguments
 
     from embedforge.data.sampler import batch_sampler
+    from embedforge.utils.progress import progress_enabled
 
     # with split_batches every rank sees the same (global) batches, so the sampler plans for one process
     sampler_world = 1 if split_batches else world_size
@@ -139,7 +202,7 @@ def _training_arguments(config: TrainStageConfig, context: StageContext, info, w
         "data_seed": context.recipe.seed,
         "save_strategy": "steps",
         "dataloader_drop_last": True,
-        "disable_tqdm": False,
+        "disable_tqdm": not progress_enabled(),  # bars on a terminal, none in CI logs
         "use_cpu": not torch.cuda.is_available(),  # without it, CPU torchrun runs every rank alone
     }
     args = SentenceTransformerTrainingArguments(
@@ -175,7 +238,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
     from embedforge.losses.objective import build_objectives, describe_loss, release_objectives, router_aux_coef
     from embedforge.recipes.stage_paths import resolve_stage_paths
     from embedforge.training.backbones import prepare_backbone
-    from embedforge.training.callbacks import RunSummaryCallback, ThroughputCallback
+    from embedforge.training.callbacks import LossCurvesCallback, RunSummaryCallback, ThroughputCallback
     from embedforge.training.checkpoints import CompleteCheckpointCallback, checkpoints, last_complete_checkpoint
     from embedforge.training.resume import ResumedLearningRateCallback, restore_finished_training
     from embedforge.training.trainer import EmbedforgeTrainer
@@ -217,6 +280,8 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         router_aux_loss_coef=router_aux_coef(model, config),
         decontaminated_against=eval_dirs,
     )
+    curves = LossCurvesCallback({name: objective_name(loss) for name, loss in losses.items()})
+    evaluation = _evaluation_callback(config, directory, inference_length)
     trainer = EmbedforgeTrainer(
         model=model,
         args=args,
@@ -227,8 +292,14 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
             ResumedLearningRateCallback(config.learning_rate),  # a changed learning rate applies on --resume
             ThroughputCallback(global_batch),
             RunSummaryCallback(to_plain(summary), info.summary()),
+            curves,
+            *([evaluation] if evaluation is not None else []),
         ],
     )
+    trainer.loss_observers.append(curves.observe)
+    for callback in (curves, evaluation):
+        if callback is not None:
+            callback.connect(trainer)
     for name, loss in losses.items():
         logger.info("loss for %s: %s", name, describe_loss(loss))
     # killed after the last step (while saving final/): load that checkpoint rather than train one step more
@@ -250,6 +321,12 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
     summary.final_loss = history[-1]["loss"] if history else None
     summary.datasets = info.to_dict()["datasets"]
     summary.losses = {name: describe_loss(loss) for name, loss in losses.items()}
+    if evaluation is not None and evaluation.best is not None:
+        summary.best = evaluation.best
+        summary.eval_during_training = _last_scores(trainer.state.log_history)
+        if config.load_best_model_at_end and evaluation.best.get("path"):
+            _load_weights(trainer.model, evaluation.best["path"])
+            summary.final_is_best = True
     if trainer.is_world_process_zero():
         _save_final(trainer, config, context, summary, final, inference_length)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -264,7 +341,7 @@ register_stage_type(
         name="train",
         config_class=TrainStageConfig,
         run=run,
-        path_fields=("decontaminate_against",),
+        path_fields=("decontaminate_against", "eval_tasks"),
         summary_class=TrainSummary,
     )
 )
