@@ -21,14 +21,24 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-FENCE = re.compile(r"(?:<!-- readme-test: (?P<mark>[^>]*?) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)```", re.S)
+# a ``serving-snippet`` block is run against a live server by tests/serving/test_readme_clients.py
+FENCE = re.compile(
+    r"(?:<!-- (?:readme-test: (?P<mark>[^>]*?)|(?P<served>serving-snippet): [^>]*?) -->\n)?"
+    r"```(?P<lang>\w*)\n(?P<body>.*?)```",
+    re.S,
+)
 
 
 def readme_blocks() -> list[tuple[int, str, str, str]]:
     """(line, language, marker, body) of every fenced block in README.md."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
     return [
-        (text[: m.start("lang")].count("\n") + 1, m["lang"], (m["mark"] or "").strip(), m["body"])
+        (
+            text[: m.start("lang")].count("\n") + 1,
+            m["lang"],
+            "skip (tests/serving/test_readme_clients.py)" if m["served"] else (m["mark"] or "").strip(),
+            m["body"],
+        )
         for m in FENCE.finditer(text)
     ]
 
