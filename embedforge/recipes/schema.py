@@ -118,6 +118,7 @@ class TrainStageConfig:
     logging_steps: int = 10  # log loss, learning rate and samples/s every N steps
     decontaminate_against: list[str] = field(default_factory=list)  # eval task dirs/roots whose texts are removed
     trainer_args: dict[str, Any] = field(default_factory=dict)  # passed to SentenceTransformerTrainingArguments
+    speed: dict[str, Any] = field(default_factory=dict)  # embedforge.training.speed.TrainingSpeed options
 
 
 @dataclass

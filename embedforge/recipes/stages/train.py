@@ -46,6 +46,9 @@ def validate(config: TrainStageConfig, where: str) -> None:
     if config.max_steps is not None and config.max_steps < 1:
         raise ConfigError(f"{where}.max_steps: must be >= 1, got {config.max_steps}")
     _check_trainer_args(config.trainer_args, f"{where}.trainer_args")
+    from embedforge.training.speed import TrainingSpeed
+
+    TrainingSpeed.from_dict(config.speed, f"{where}.speed")
 
 
 def _check_options(name: str, options: dict[str, Any], where: str, loss_options) -> None:
@@ -236,6 +239,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
     from embedforge.training.backbones import prepare_backbone
     from embedforge.training.callbacks import RunSummaryCallback, ThroughputCallback
     from embedforge.training.checkpoints import CompleteCheckpointCallback, checkpoints, last_complete_checkpoint
+    from embedforge.training.speed import TrainingSpeed
     from embedforge.training.trainer import EmbedforgeTrainer
 
     directory = context.directory
@@ -275,6 +279,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         args=args,
         train_dataset=datasets,
         loss=losses,
+        speed=TrainingSpeed.from_dict(config.speed, f"{where}.speed"),
         callbacks=[
             CompleteCheckpointCallback(),
             ThroughputCallback(global_batch),
