@@ -85,12 +85,15 @@ def test_packed_loss_equals_padded_loss_with_gradcache(tiny_model):
 def test_trainer_trains_packed_and_restores_attention(tiny_model, tmp_path):
     from embedforge.data.collator import PretokenizedCollator
     from embedforge.losses import build_loss
+    from embedforge.training.speed import TrainingSpeed
     from embedforge.training.trainer import EmbedforgeTrainer
 
     before = [p.detach().clone() for p in tiny_model.parameters()]
     data = DatasetDict({"a": Dataset.from_dict(ROWS), "b": Dataset.from_dict(ROWS)})
     losses = {name: build_loss("infonce", tiny_model, {}) for name in data}
-    trainer = EmbedforgeTrainer(model=tiny_model, args=_args(tmp_path), train_dataset=data, loss=losses)
+    trainer = EmbedforgeTrainer(
+        model=tiny_model, args=_args(tmp_path), train_dataset=data, loss=losses, speed=TrainingSpeed(packing=True)
+    )
     assert isinstance(trainer.data_collator, PretokenizedCollator) and trainer.data_collator.packing
     assert tiny_model[0].auto_model.config._attn_implementation == "embedforge_packed"
     batch = next(iter(trainer.get_train_dataloader()))
@@ -101,7 +104,7 @@ def test_trainer_trains_packed_and_restores_attention(tiny_model, tmp_path):
     assert tiny_model[0].auto_model.config._attn_implementation == "sdpa"
 
 
-def test_packing_off_and_pretokenize_off(tiny_model, tmp_path):
+def test_packing_auto_is_off_on_cpu_and_pretokenize_off_uses_the_plain_collator(tiny_model, tmp_path):
     from sentence_transformers.sentence_transformer.data_collator import SentenceTransformerDataCollator
 
     from embedforge.data.collator import PretokenizedCollator
@@ -112,7 +115,7 @@ def test_packing_off_and_pretokenize_off(tiny_model, tmp_path):
     loss = build_loss("infonce", tiny_model, {})
     data = Dataset.from_dict(ROWS)
     padded = EmbedforgeTrainer(
-        model=tiny_model, args=_args(tmp_path), train_dataset=data, loss=loss, speed=TrainingSpeed(packing=False)
+        model=tiny_model, args=_args(tmp_path), train_dataset=data, loss=loss, speed=TrainingSpeed(packing="auto")
     )
     assert isinstance(padded.data_collator, PretokenizedCollator) and not padded.data_collator.packing
     assert tiny_model[0].auto_model.config._attn_implementation == "sdpa"
