@@ -5,7 +5,6 @@ Everything distributed (DDP via ``torchrun`` / ``accelerate launch``, FSDP, Deep
 
 * a non-finite loss stops the run at once with :class:`TrainingDiverged` (before the bad update is
   applied or saved), naming the step, the dataset and the last good checkpoint;
-* extra per-step loss terms (e.g. an MoE router's load-balancing loss) registered by backbones;
 * length-grouped batch samplers measure texts in the model's tokens (cut at its maximum length);
 * the speed options of :class:`~embedforge.training.speed.TrainingSpeed`: texts tokenized once (cached) instead
   of in every step, padding-free (packed) batches, bf16 weights with fp32 master weights instead of autocast,
@@ -15,7 +14,6 @@ Everything distributed (DDP via ``torchrun`` / ``accelerate launch``, FSDP, Deep
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -32,12 +30,11 @@ class TrainingDiverged(EmbedforgeError):
 
 
 class EmbedforgeTrainer(SentenceTransformerTrainer):
-    """``SentenceTransformerTrainer`` that refuses non-finite losses and adds registered extra loss terms."""
+    """``SentenceTransformerTrainer`` that refuses non-finite losses and applies the speed options."""
 
     def __init__(
         self,
         *args: Any,
-        extra_losses: list[Callable[[], torch.Tensor | None]] | None = None,
         speed: TrainingSpeed | None = None,
         **kwargs: Any,
     ):
@@ -61,8 +58,6 @@ class EmbedforgeTrainer(SentenceTransformerTrainer):
             training_args.optim = "adamw_torch_fused"
         self.kernels = speed_lib.apply_kernels(model, self.speed)
         super().__init__(*args, **kwargs)
-        # callables returning a scalar to add to this step's loss (or None), e.g. an MoE router aux loss
-        self.extra_losses = list(extra_losses or [])
         self._warmed = False
         logger.info(
             "speed: pretokenize=%s packing=%s bf16_weights=%s optimizer=%s kernels=%s",
@@ -128,10 +123,6 @@ class EmbedforgeTrainer(SentenceTransformerTrainer):
             model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
         )
         loss = output[0] if return_outputs else output
-        for extra in self.extra_losses:
-            term = extra()
-            if term is not None:
-                loss = loss + term
         if model.training:
             self._check_finite(loss, dataset_name)
         return (loss, output[1]) if return_outputs else loss
