@@ -179,7 +179,7 @@ def run_one(side: str, shape_name: str, args, dataset) -> dict:
         )
     else:
         from embedforge.data.sampler import batch_sampler
-        from embedforge.losses import build_loss
+        from embedforge.losses import CachedInfoNCELoss, MatryoshkaLoss, build_loss
         from embedforge.training.speed import TrainingSpeed
         from embedforge.training.trainer import EmbedforgeTrainer
 
@@ -187,15 +187,11 @@ def run_one(side: str, shape_name: str, args, dataset) -> dict:
         if shape["negatives"] >= 2:
             options.update(mix_pairwise=True, mix_listwise=True)
         if mini_batch:
-            loss = build_loss("cached_infonce", model, {**options, "mini_batch_size": mini_batch})
+            loss = CachedInfoNCELoss(model, mini_batch_size=mini_batch, **options)
         else:
             loss = build_loss("infonce", model, options)
         if dims:
-            loss = build_loss(
-                "matryoshka",
-                model,
-                {"loss": loss, "matryoshka_dims": dims, "matryoshka_weights": [1.0] + [0.3] * (len(dims) - 1)},
-            )
+            loss = MatryoshkaLoss(model, loss, dims, [1.0] + [0.3] * (len(dims) - 1))
         training_args = SentenceTransformerTrainingArguments(batch_sampler=batch_sampler(group_batches=64), **common)
         packing = {"auto": "auto", "true": True, "false": False}[args.packing]
         speed = TrainingSpeed(packing=packing, compile=args.compile, liger=args.liger)

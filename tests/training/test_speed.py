@@ -59,7 +59,7 @@ def test_packed_loss_equals_padded_loss_with_gradcache(tiny_model):
     from sentence_transformers.sentence_transformer.data_collator import SentenceTransformerDataCollator
 
     from embedforge.data.collator import pretokenized_collator
-    from embedforge.losses import build_loss
+    from embedforge.losses import CachedInfoNCELoss, InfoNCELoss
     from embedforge.models.packed_attention import enable_packed_attention
 
     tiny_model.eval()
@@ -68,18 +68,18 @@ def test_packed_loss_equals_padded_loss_with_gradcache(tiny_model):
     packed_model = copy.deepcopy(tiny_model)
     enable_packed_attention(packed_model)
     packed = pretokenized_collator(packed_model)(rows)
-    for options in ({"name": "infonce"}, {"name": "cached_infonce", "mini_batch_size": 2}):
+    for make in (InfoNCELoss, lambda model: CachedInfoNCELoss(model, mini_batch_size=2)):
         losses = []
         for model, batch in ((tiny_model, padded), (packed_model, packed)):
-            loss = build_loss(options["name"], model, {k: v for k, v in options.items() if k != "name"})
+            loss = make(model)
             features = [{k[len(c) + 1 :]: v for k, v in batch.items() if k.startswith(c + "_")} for c in ROWS]
             model.zero_grad()
             value = loss(features, None)
             value.backward()
             grad = model[0].auto_model.embeddings.word_embeddings.weight.grad.detach().clone()
             losses.append((value.detach(), grad))
-        assert torch.allclose(losses[0][0], losses[1][0], atol=1e-5), options
-        assert torch.allclose(losses[0][1], losses[1][1], atol=1e-5), options
+        assert torch.allclose(losses[0][0], losses[1][0], atol=1e-5), make
+        assert torch.allclose(losses[0][1], losses[1][1], atol=1e-5), make
 
 
 def test_trainer_trains_packed_and_restores_attention(tiny_model, tmp_path):
