@@ -143,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     from embedforge.recipes import recipe_from_dict, run_recipe
     from embedforge.utils.io import atomic_write_text
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import replace_section
+
     tasks = load_tasks(args.tasks or [SHARED / t for t in DEFAULT_TASKS])
     names = [t.spec.name for t in tasks]
     work = Path(args.output)
@@ -224,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         "model that was already contrastively trained) the papers' gains, measured at full scale, need not show.",
         "",
     ]
-    atomic_write_text(Path(args.results), "\n".join(lines))
+    replace_section(Path(args.results), "ablations", "\n".join(lines))  # other sections of the file stay
     print("\n".join(lines))
     return 0
 

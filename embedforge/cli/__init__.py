@@ -85,6 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EmbedforgeError as error:
         print(f"embedforge {name}: error: {error}", file=sys.stderr)  # noqa: T201
         return 2
+    except OSError as error:  # a full disk outside the places that name their folder (utils.io.reporting_full_disk)
+        import errno
+
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"embedforge {name}: error: no space left on device at {error.filename or '?'}", file=sys.stderr)  # noqa: T201
+        return 2
     except KeyboardInterrupt:
         print(f"embedforge {name}: interrupted", file=sys.stderr)  # noqa: T201
         return 130

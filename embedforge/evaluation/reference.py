@@ -85,7 +85,7 @@ def compare(records: list[dict[str, Any]], scores: Scores, dim: int) -> list[dic
                 "same_data_as_mteb": record.get("same_data_as_mteb", False),
                 "ours": record["main_score"],
                 "reference": ref,
-                "delta": None if ref is None else record["main_score"] - ref,
+                "delta": None if ref is None or record["main_score"] is None else record["main_score"] - ref,
             }
         )
     return rows

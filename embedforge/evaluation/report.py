@@ -35,7 +35,7 @@ def leaderboard_markdown(runs: dict[str, Records]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     for label, records in runs.items():
         for dim, row_label in _row_labels(label, records).items():
-            scores = {r["task"]: r["main_score"] for r in records if r["dim"] == dim}
+            scores = {r["task"]: r["main_score"] for r in records if r["dim"] == dim and r["main_score"] is not None}
             by_type: dict[str, list[float]] = defaultdict(list)
             for task, score in scores.items():
                 by_type[tasks[task]].append(score)
@@ -61,9 +61,8 @@ def reference_markdown(rows: list[dict[str, Any]], label: str = "ours") -> str:
         ref = "–" if row["reference"] is None else f"{row['reference']:.4f}"
         delta = "–" if row["delta"] is None else f"{row['delta']:+.4f}"
         same = "yes" if row["same_data_as_mteb"] else "no"
-        lines.append(
-            f"| {row['task']} | {row['split']} | {row['main_metric']} | {same} | {row['ours']:.4f} | {ref} | {delta} |"
-        )
+        ours = "–" if row["ours"] is None else f"{row['ours']:.4f}"  # undefined score (null)
+        lines.append(f"| {row['task']} | {row['split']} | {row['main_metric']} | {same} | {ours} | {ref} | {delta} |")
     return "\n".join(lines) + "\n"
 
 
@@ -79,7 +78,7 @@ def plot_scores(runs: dict[str, Records], path: str | os.PathLike[str]) -> None:
     for label, records in runs.items():
         for dim, row_label in _row_labels(label, records).items():
             scores = {r["task"]: r["main_score"] for r in records if r["dim"] == dim}
-            series.append((row_label, [scores.get(t, 0.0) for t in tasks]))
+            series.append((row_label, [scores.get(t) or 0.0 for t in tasks]))  # undefined (None): no bar
     width = 0.8 / max(len(series), 1)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(tasks) + 2), 4.5))
     for index, (row_label, values) in enumerate(series):

@@ -9,6 +9,7 @@ first), let MTEB's task score our :class:`~embedforge.evaluation.encoder.CachedE
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -132,6 +133,8 @@ def evaluate(
     started = time.perf_counter()
     if batch_size <= 0:
         raise ConfigError(f"--batch-size must be a positive integer, got {batch_size}")
+    if output_dir is not None:
+        check_output_dir(output_dir)  # before any work: a bad --output must not cost the whole evaluation
     loaded = [t for t in tasks if isinstance(t, LoadedTask)]
     paths = [t for t in tasks if not isinstance(t, LoadedTask)]
     if paths or task_root is not None:
@@ -196,9 +199,29 @@ def evaluate(
     )
     if output_dir is not None:
         from embedforge.evaluation.report import write_outputs
+        from embedforge.utils.io import reporting_full_disk
 
-        report.output_dir = write_outputs(report, output_dir)
+        with reporting_full_disk(output_dir):
+            report.output_dir = write_outputs(report, output_dir)
     return report
+
+
+def check_output_dir(output_dir: str | os.PathLike[str]) -> None:
+    """The output folder must be a folder (or creatable as one) that this user can write.
+
+    Raises:
+        ConfigError: naming the path and what is wrong with it.
+    """
+    path = Path(output_dir)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--output {path}: is a file; name a folder (results.json, leaderboard.md, scores.png)")
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"--output {path}: {probe} is a file, so the folder cannot be created there")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"--output {path}: {probe} is not writable by this user")
 
 
 def _evaluate_task(task: LoadedTask, encoder, dims, full_dim, batch_size, build_mteb_task) -> list[dict[str, Any]]:
@@ -219,7 +242,7 @@ def _evaluate_task(task: LoadedTask, encoder, dims, full_dim, batch_size, build_
             encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
         )
         ((subset, metrics),) = scores.items()
-        metrics = _plain(metrics)
+        metrics = _plain(metrics)  # NaN/inf -> None: results.json stays valid JSON
         if main_metric not in metrics:
             raise DataError(
                 f"main_score {main_metric!r} is not a metric of {spec.type} tasks; available: "
@@ -227,13 +250,23 @@ def _evaluate_task(task: LoadedTask, encoder, dims, full_dim, batch_size, build_
                 spec.task_json,
             )
         seconds = time.perf_counter() - started
-        logger.info("%s [dim %d]: %s = %.4f (%.1f s)", spec.name, dim, main_metric, metrics[main_metric], seconds)
+        score = metrics[main_metric]
+        if score is None:
+            logger.warning(
+                "%s [dim %d]: %s is undefined (NaN: e.g. every embedding or every gold score the same); "
+                "written as null and left out of the means",
+                spec.name,
+                dim,
+                main_metric,
+            )
+        else:
+            logger.info("%s [dim %d]: %s = %.4f (%.1f s)", spec.name, dim, main_metric, score, seconds)
         records.append(
             {
                 "task": spec.name,
                 "type": spec.type,
                 "dim": dim,
-                "main_score": float(metrics[main_metric]),
+                "main_score": score,
                 "metrics": metrics,
                 "split": spec.eval_split,
                 "subset": subset,
@@ -259,10 +292,15 @@ def _plain(value: Any) -> Any:
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, int | float):
-        return float(value)
+        return _finite(float(value))
     if hasattr(value, "item"):
-        return float(value.item()) if getattr(value, "ndim", 0) == 0 else _plain(value.tolist())
+        return _finite(float(value.item())) if getattr(value, "ndim", 0) == 0 else _plain(value.tolist())
     return str(value)
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN or infinity: an undefined metric is ``None`` (null)."""
+    return value if math.isfinite(value) else None
 
 
 def _label(model: Any) -> str:

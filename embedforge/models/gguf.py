@@ -21,11 +21,11 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from embedforge.errors import ConfigError
+from embedforge.utils.io import make_staging_dir
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def convert_gguf(
         plain.config.pad_token_id = tokenizer.pad_token_id
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.converting-", dir=target.parent))
+    staging = make_staging_dir(target, "converting")
     try:
         plain.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)

@@ -19,9 +19,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from embedforge.utils.io import make_staging_dir
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -91,7 +92,7 @@ def save_model(
         model.prompts = {**(model.prompts or {}), **prompts}
     if default_prompt_name is not None:
         model.default_prompt_name = default_prompt_name
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
+    staging = make_staging_dir(target, "saving")  # the umask's permissions, not mkdtemp's 0700
     try:
         model.save(str(staging), safe_serialization=True)
         _rewrite_legacy_format(model, staging)

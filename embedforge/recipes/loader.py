@@ -18,23 +18,26 @@ from typing import Any
 import yaml
 
 from embedforge.errors import ConfigError, did_you_mean
+from embedforge.recipes import stages as _stages  # noqa: F401 - importing the stage modules registers them
 from embedforge.recipes.schema import STAGE_TYPES, Recipe
 from embedforge.recipes.stage_paths import check_stage_paths
 from embedforge.utils.config import dataclass_from_dict
+from embedforge.utils.yaml_io import load_yaml
 
 
 def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Recipe:
     """Read ``path`` and return the validated :class:`Recipe` (with ``overrides`` applied)."""
-    _register_builtin_stages()
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: recipe file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))  # 2e-5 is a float; a duplicate key is an error
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         line = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}{line}: invalid YAML ({error.problem})") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start + 1}); save the recipe as UTF-8") from None
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path}: a recipe must be a YAML mapping (name, model, stages, ...)")
     data = _resolve_paths(copy.deepcopy(dict(raw)), path.parent.resolve(), str(path))
@@ -45,13 +48,12 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
 
 def recipe_from_dict(data: Mapping[str, Any], source: str = "recipe") -> Recipe:
     """Validate a recipe mapping (paths already resolved) into a :class:`Recipe`."""
-    _register_builtin_stages()
     data = dict(data)
     stages = data.pop("stages", None)
     if not isinstance(stages, Mapping) or not stages:
         raise ConfigError(f"{source}: stages: a recipe needs a mapping of at least one stage (name -> config)")
     data.pop("source", None)
-    recipe = dataclass_from_dict(Recipe, {**data, "stages": {}}, source)
+    recipe = dataclass_from_dict(Recipe, {**data, "stages": {}}, f"{source}: ")
     typed: dict[str, Any] = {}
     for name, stage in stages.items():
         where = f"{source}: stages.{name}"
@@ -78,10 +80,13 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     if not sep or not key.strip():
         raise ConfigError(f"--set {override!r}: expected KEY=VALUE, e.g. stages.finetune.loss.gamma=0.5")
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text)
     except yaml.YAMLError:
         value = text
     parts = key.strip().split(".")
+    stages = data.get("stages")
+    if len(parts) > 2 and parts[0] == "stages" and isinstance(stages, Mapping) and parts[1] not in stages:
+        raise ConfigError(f"--set {override!r}: the recipe has no stage {parts[1]!r}.{did_you_mean(parts[1], stages)}")
     node: Any = data
     for depth, part in enumerate(parts[:-1]):
         where = ".".join(parts[: depth + 1])
@@ -157,8 +162,3 @@ def _resolve_fields(mapping: Any, keys: Sequence[str], resolve) -> None:
             mapping[key] = [resolve(v) for v in value]
         elif value is not None:
             mapping[key] = resolve(value)
-
-
-def _register_builtin_stages() -> None:
-    # importing the stage modules registers them (kept out of module import for start-up speed)
-    from embedforge.recipes.stages import evaluate, merge, mine, train  # noqa: F401

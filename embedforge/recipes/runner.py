@@ -18,82 +18,19 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from embedforge.errors import ConfigError
+from embedforge.recipes.context import StageContext, StageResult, StageSummary, summary_from_dict
+from embedforge.recipes.loader import load_recipe
 from embedforge.recipes.schema import STAGE_TYPES, Recipe
+from embedforge.recipes.validate import check_before_running
 from embedforge.utils.config import to_plain
-from embedforge.utils.io import atomic_write_json, atomic_write_text
+from embedforge.utils.io import atomic_write_json, atomic_write_text, remove_stale_staging, reporting_full_disk
 
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+    pass
 
 logger = logging.getLogger(__name__)
 
 STAGE_DONE = "stage.json"
-
-
-@dataclass
-class StageResult:
-    """What a stage leaves for the next ones."""
-
-    model_path: str | None = None  # the stage's model (a SentenceTransformer folder), if it makes one
-    summary: dict[str, Any] = field(default_factory=dict)  # facts for the model card and the logs
-
-
-@dataclass
-class StageContext:
-    """What a stage's ``run`` gets besides its config."""
-
-    recipe: Recipe
-    name: str  # stage name
-    directory: Path  # <output_dir>/<stage>
-    resume: bool
-    models: dict[str, str]  # "base" and every finished model-producing stage -> model path/preset
-    previous_model: str  # the model the previous stage ended with (the base for the first)
-    summaries: dict[str, dict[str, Any]]  # finished stages' summaries
-
-    def model_ref(self, ref: str | None) -> str:
-        """Resolve a stage's ``init``/``model`` reference: None = previous model, "base", a stage name, a folder."""
-        if ref is None:
-            return self.previous_model
-        if ref in self.models:
-            return self.models[ref]
-        if ref in self.recipe.stages:
-            raise ConfigError(
-                f"{self.recipe.source}: stages.{self.name}: refers to stage {ref!r}, which has not run before it"
-            )
-        return ref
-
-    def load_model(self, ref: str | None) -> SentenceTransformer:
-        """Load the referenced model; the base gets the recipe's model options.
-
-        The decoder options (``bidirectional``, ``dtype``, ``padding_side``, ``attn_implementation``) apply
-        to every model a stage loads, so a causal recipe stays causal from stage to stage. LoRA is not
-        attached here: the train stage does that (:mod:`embedforge.training.backbones`).
-        """
-        from embedforge.models import load_model
-
-        target = self.model_ref(ref)
-        options = self.recipe.model
-        decoder = {
-            "bidirectional": options.bidirectional,
-            "dtype": options.dtype,
-            "padding_side": options.padding_side,
-            "attn_implementation": options.attn_implementation,
-        }
-        if target == self.models["base"]:
-            model = load_model(
-                target,
-                max_seq_length=options.max_seq_length,
-                pooling=options.pooling,
-                normalize=options.normalize,
-                **decoder,
-            )
-        else:
-            model = load_model(target, **decoder)
-        if not options.include_prompt:
-            for module in model:
-                if hasattr(module, "include_prompt"):
-                    module.include_prompt = False
-        return model
 
 
 @dataclass
@@ -122,9 +59,11 @@ def run_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = False)
     # under torchrun this joins the process group (gloo on CPU, as the Trainer would); single process: a no-op
     state = PartialState(cpu=not torch.cuda.is_available())
     output = Path(recipe.output_dir or Path("runs") / recipe.name)
-    existing = output.exists() and any(output.iterdir())
+    existing = _holds_run(output)
     if existing and not (resume or overwrite):
         raise ConfigError(f"output folder {output} already holds a run; pass --resume to continue it, or --overwrite")
+    # every stage that will run is checked before anything is written (reliability: validate.py)
+    check_before_running(recipe, output, resume=resume and existing)
     state.wait_for_everyone()  # every rank has looked before the main one changes anything
     if state.is_main_process:
         if existing and overwrite:
@@ -140,24 +79,31 @@ def run_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = False)
     models = {"base": recipe.model.base}
     previous = recipe.model.base
     results: dict[str, StageResult] = {}
-    summaries: dict[str, dict[str, Any]] = {}
+    summaries: dict[str, StageSummary] = {}
     for name, config in recipe.stages.items():
         stage_type = STAGE_TYPES[config.type]
         directory = output / name
         done = directory / STAGE_DONE
         if resume and done.is_file():
             saved = json.loads(done.read_text())
-            result = StageResult(model_path=saved.get("model_path"), summary=saved.get("summary", {}))
+            summary = summary_from_dict(stage_type.summary_class, saved.get("summary", {}))
+            result = StageResult(model_path=saved.get("model_path"), summary=summary)
             logger.info("stage %s: already finished, skipping (%s)", name, done)
         else:
             directory.mkdir(parents=True, exist_ok=True)
+            if resume and state.is_main_process:
+                remove_stale_staging(directory)  # a final/ save cut short by a kill
             context = StageContext(recipe, name, directory, resume, dict(models), previous, dict(summaries))
             logger.info("stage %s (%s): starting in %s", name, config.type, directory)
             stage_started = time.perf_counter()
             result = stage_type.run(config, context)
-            result.summary.setdefault("seconds", round(time.perf_counter() - stage_started, 1))
+            seconds = round(time.perf_counter() - stage_started, 1)
+            if isinstance(result.summary, StageSummary):
+                result.summary.seconds = seconds
+            else:  # a stage type registered elsewhere may still report plain data
+                result.summary.setdefault("seconds", seconds)
             if state.is_main_process:
-                atomic_write_json(done, {"model_path": result.model_path, "summary": result.summary})
+                atomic_write_json(done, {"model_path": result.model_path, "summary": to_plain(result.summary)})
             state.wait_for_everyone()
         results[name] = result
         summaries[name] = result.summary
@@ -168,6 +114,12 @@ def run_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = False)
     if recipe.eval is not None and state.is_main_process:
         report.eval_reports = evaluate_recipe(recipe, previous, output / "eval")
     return report
+
+
+def _holds_run(output: Path) -> bool:
+    """Whether ``output`` holds anything of a run besides its resolved recipe (a run that failed before a stage
+    wrote anything does not block a plain rerun)."""
+    return output.is_dir() and any(p.is_file() and p != output / "recipe.resolved.yaml" for p in output.rglob("*"))
 
 
 def evaluate_recipe(recipe: Recipe, final_model: str, output: Path) -> dict[str, Any]:
@@ -210,10 +162,9 @@ def train(
     overwrite: bool = False,
 ) -> RecipeResult:
     """Load a recipe YAML (with ``--set``-style ``overrides``) and run it; what ``embedforge train`` does."""
-    from embedforge.recipes.loader import load_recipe
-
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
     elif overrides:
         raise ConfigError("overrides apply to a recipe file; edit the Recipe object instead")
-    return run_recipe(recipe, resume=resume, overwrite=overwrite)
+    with reporting_full_disk(recipe.output_dir or Path("runs") / recipe.name):  # a full disk: one line naming it
+        return run_recipe(recipe, resume=resume, overwrite=overwrite)

@@ -19,25 +19,34 @@ from embedforge.errors import ConfigError, did_you_mean
 def dataclass_from_dict(cls: type, data: Mapping[str, Any], where: str) -> Any:
     """Instantiate dataclass ``cls`` from a mapping, checking keys and types (nested dataclasses too)."""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
+        raise ConfigError(f"{_here(where)}: expected a mapping, got {type(data).__name__} {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
         if key not in fields:
-            raise ConfigError(f"{where}.{key}: unknown key.{did_you_mean(str(key), fields)}")
+            raise ConfigError(f"{_key(where, key)}: unknown key.{did_you_mean(str(key), fields)}")
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for name, spec in fields.items():
         required = spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
         if name not in data:
             if required:
-                raise ConfigError(f"{where}: missing required key {name!r}")
+                raise ConfigError(f"{_here(where)}: missing required key {name!r}")
             continue
-        values[name] = _convert(data[name], hints[name], f"{where}.{name}")
+        values[name] = _convert(data[name], hints[name], _key(where, name))
     try:
         return cls(**values)
     except ConfigError as error:
         message = str(error)
-        raise ConfigError(message if message.startswith(where) else f"{where}: {message}") from None
+        raise ConfigError(message if message.startswith(_here(where)) else f"{_here(where)}: {message}") from None
+
+
+def _key(where: str, key: Any) -> str:
+    """``where.key``; a ``where`` ending in ``": "`` (a file name: the top level) is followed by the key alone."""
+    return f"{where}{key}" if where.endswith(": ") else f"{where}.{key}"
+
+
+def _here(where: str) -> str:
+    return where[:-2] if where.endswith(": ") else where
 
 
 def convert_value(value: Any, hint: Any, where: str) -> Any:

@@ -1,28 +1,85 @@
-"""File helpers: atomic writes and jsonl reading that reports ``path:line`` on bad data."""
+"""File helpers: atomic writes and jsonl reading that reports ``path:line`` on bad data.
+
+Files written here get the permissions a plain ``open()`` would give (``0666`` and ``0777`` less the umask),
+not the ``0600``/``0700`` of :mod:`tempfile`, so a teammate or a serving container can read them.
+"""
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
+import logging
 import os
 import shutil
 import tempfile
+import threading
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from embedforge.errors import DataError
+from embedforge.errors import DataError, EmbedforgeError
+
+logger = logging.getLogger(__name__)
 
 
-def open_text(path: str | Path):
-    """Open a text file for reading, transparently un-gzipping ``*.gz``."""
+class TextFile:
+    """Lines of a UTF-8 text file (``*.gz`` un-gzipped); bad bytes and broken gzip data name ``path:line``.
+
+    Each line is decoded on its own, so a non-UTF-8 byte is reported at its own line (a text-mode file
+    decodes ahead in blocks and raises a bare ``UnicodeDecodeError`` without one). ``\r\n`` ends become ``\n``.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.line = 0  # lines read so far
+        self._raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # noqa: SIM115
+
+    def __enter__(self) -> TextFile:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            try:
+                raw = self._raw.readline()
+            except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+                raise DataError(
+                    f"truncated or corrupt gzip data after line {self.line} ({error})",
+                    self.path,
+                    hint="the file was cut short (an interrupted download or copy?); fetch or compress it again",
+                ) from None
+            if not raw:
+                return
+            self.line += 1
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(
+                    f"not UTF-8 text: byte 0x{raw[error.start]:02x} at byte {error.start + 1} of the line",
+                    self.path,
+                    self.line,
+                    hint="save the file as UTF-8, e.g. iconv -f latin1 -t utf-8 IN > OUT",
+                ) from None
+            yield text[:-2] + "\n" if text.endswith("\r\n") else text
+
+    def read(self) -> str:
+        return "".join(self)
+
+
+def open_text(path: str | Path) -> TextFile:
+    """Open a UTF-8 text file for reading line by line, transparently un-gzipping ``*.gz``."""
     path = Path(path)
     if not path.is_file():
         raise DataError("file not found", path, hint="check the path; task and data directories must contain it")
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+    return TextFile(path)
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -60,6 +117,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; the user's umask decides, as open() does
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -91,7 +149,7 @@ def staged_directory(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    staging = make_staging_dir(target, "staging")
     try:
         yield staging
         target.mkdir(parents=True, exist_ok=True)
@@ -102,3 +160,97 @@ def staged_directory(target: str | Path) -> Iterator[Path]:
                 os.replace(source, destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask (read by setting it and putting it back, under a lock)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def make_staging_dir(target: str | Path, kind: str) -> Path:
+    """A hidden sibling ``.<name>.<kind>-XXXX`` of ``target`` with the umask's permissions (mkdtemp makes 0700).
+
+    Rename it over ``target`` once it is complete; :func:`remove_stale_staging` clears ones a killed process left.
+    """
+    target = Path(target)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{kind}-", dir=target.parent))
+    staging.chmod(0o777 & ~current_umask())
+    return staging
+
+
+def remove_stale_staging(directory: str | Path) -> list[Path]:
+    """Remove the hidden staging folders (``.<name>.<kind>-XXXX``) a killed run left in ``directory``.
+
+    Only for a folder no other process is writing to (a resumed stage's own folder). Returns what was removed.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for path in directory.iterdir():
+        name = path.name
+        if name.startswith(".") and path.is_dir() and any(f".{kind}-" in name for kind in _STAGING_KINDS):
+            logger.warning("removing %s, left by a run that stopped while saving", path)
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+_STAGING_KINDS = ("saving", "staging", "old", "converting")
+
+
+class DiskFullError(EmbedforgeError):
+    """No space left on the device being written."""
+
+
+def is_disk_full(error: BaseException, path: str | Path | None = None) -> bool:
+    """Whether ``error`` (or an error it came from) is a full disk.
+
+    ``ENOSPC`` anywhere in the chain, a message saying so (safetensors: ``StorageFull``), or an I/O error from a
+    writer that loses the errno (torch.save: ``file write failed``) while ``path``'s file system has under 1 MiB free.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(current)
+        if any(sign in text for sign in ("No space left on device", "StorageFull", "database or disk is full")):
+            return True
+        current = current.__cause__ or current.__context__
+    if path is not None and isinstance(error, OSError | RuntimeError):
+        probe = Path(path)
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        try:
+            return shutil.disk_usage(probe).free < 2**20
+        except OSError:
+            return False
+    return False
+
+
+@contextmanager
+def reporting_full_disk(path: str | Path) -> Iterator[None]:
+    """Turn a full disk while writing under ``path`` into a one-line :class:`DiskFullError` naming the path.
+
+    Whatever was half written stays where it was (an unmarked checkpoint is never resumed from).
+    """
+    try:
+        yield
+    except EmbedforgeError:
+        raise
+    except Exception as error:
+        if not is_disk_full(error, path):
+            raise
+        where = getattr(error, "filename", None) or path
+        raise DiskFullError(
+            f"no space left on device at {where}; free some space and rerun (with --resume for a training run: "
+            "a checkpoint cut short is not used)"
+        ) from error

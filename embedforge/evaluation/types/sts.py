@@ -26,4 +26,13 @@ class STS(TaskType):
         for number, row in enumerate(rows, start=1):
             if not isinstance(row["score"], int | float) or isinstance(row["score"], bool):
                 raise DataError(f"score must be a number, got {row['score']!r}", path, number)
+        # a correlation needs two pairs and two different gold scores; otherwise it is NaN whatever the model
+        if len(rows) < 2:
+            raise DataError("an STS file needs at least 2 pairs (a correlation of one pair is undefined)", path)
+        if len({row["score"] for row in rows}) < 2:
+            raise DataError(
+                f"every pair has the gold score {rows[0]['score']!r}; the Spearman correlation is undefined",
+                path,
+                hint="an STS file needs pairs of different similarity",
+            )
         return DatasetDict({spec.eval_split: Dataset.from_list(rows)})

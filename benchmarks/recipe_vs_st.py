@@ -1,0 +1,342 @@
+"""embedforge's recommended recipe vs a plain sentence-transformers MNRL script: same base, rows and steps, seeds.
+
+    python benchmarks/recipe_vs_st.py --output runs/recipe-vs-st --seeds 1 2 3     # writes docs/RESULTS.md
+    python benchmarks/recipe_vs_st.py --output runs/rvs --seed 1 --steps 60 --no-docs
+    python benchmarks/recipe_vs_st.py --output runs/recipe-vs-st --seeds 1 2 3 --resume   # after a killed run
+    python benchmarks/recipe_vs_st.py --output runs/rvs --seeds 1 2 3 --resume \\
+        --variant no-mixing --set stages.finetune.loss.mix_pairwise=false     # another embedforge variant
+
+For every seed, from the same base (all-MiniLM-L6-v2):
+
+* **embedforge** runs the recipe (default ``recipes/quickstart.yaml``, the recipe the README recommends) through
+  the library, exactly as ``embedforge train`` would, with the seed and output folder replaced;
+* **peer** is a plain sentence-transformers script (``SentenceTransformerTrainer`` +
+  ``MultipleNegativesRankingLoss``, ``BatchSamplers.NO_DUPLICATES``, the default proportional sampler) on the
+  same source rows (the same files, ``max_rows`` subsets, seed and decontamination), each dataset in the form a
+  plain user would feed MNRL (``PEER_FORM``: scored STS pairs become positive pairs where the score is above
+  4 of 5, labelled texts become (text, another text of the same label) pairs), for as many optimizer steps as
+  the recipe's training stages together, with the batch size, length, learning rate, warm-up, schedule and
+  weight decay of its last training stage.
+
+Both models land in ``DIR/seed<S>/<side>/final`` and are scored with embedforge's MTEB evaluation on the
+bundled tasks (``data/eval``). Each finished side writes ``result.json`` last (atomically); ``--resume``
+reuses those whose settings are unchanged. The table (every side found in DIR, paired by seed against the
+peer, with the noise rule) goes into its own section of docs/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import platform
+import shlex
+import shutil
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+from _common import NOISE_RULE, Paired, load_record, mean_std, replace_section, save_record, train_mnrl_peer
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_RECIPE = REPO / "recipes" / "quickstart.yaml"
+NOISY_TASK = "DebianSectionClusteringDev"  # MTEB's k-means v-measure: moves by points between training seeds
+SECTION = "recipe-vs-st"
+
+
+def _identity(config):
+    return config
+
+
+# source kind -> how a plain MNRL script feeds the same rows (sentence-transformers' own docs: pairs/triplets)
+PEER_FORM: dict[str, Callable[[Any], Any]] = {
+    # MNRL cannot use a score: the pairs scored above 4 of 5 (KaLM-V2's threshold) become positive pairs
+    "sts": lambda c: dataclasses.replace(c, loss="infonce"),
+    # (text, another text of the same label), the pairs sentence-transformers suggests for labelled data
+    "classification": lambda c: dataclasses.replace(c, num_negatives=0),
+    "clustering": lambda c: dataclasses.replace(c, num_negatives=0),
+}
+# embedforge-only dataset options, reset for the peer (MNRL always uses in-batch negatives; the sentence-transformers
+# default sampler draws datasets in proportion to their sizes)
+PEER_RESET = {"weight": None, "in_batch_negatives": None}
+
+
+def load(recipe_path: Path, overrides: list[str]):
+    from embedforge.recipes import load_recipe
+
+    return load_recipe(recipe_path, overrides)
+
+
+def train_stages(recipe) -> dict[str, Any]:
+    from embedforge.recipes.schema import TrainStageConfig
+
+    return {name: stage for name, stage in recipe.stages.items() if isinstance(stage, TrainStageConfig)}
+
+
+def embedforge_overrides(recipe_path: Path, sets: list[str], steps: int | None) -> list[str]:
+    """``--set`` overrides, plus each training stage's ``max_steps`` scaled so that they sum to ``steps``."""
+    overrides = list(sets)
+    stages = train_stages(load(recipe_path, overrides))
+    if steps is not None:
+        own = {name: stage.max_steps for name, stage in stages.items()}
+        if any(v is None for v in own.values()):
+            raise SystemExit(f"{recipe_path}: --steps needs max_steps on every training stage")
+        total, left = sum(own.values()), steps
+        for i, (name, n) in enumerate(own.items()):
+            share = left if i == len(own) - 1 else max(1, round(steps * n / total))
+            left -= share
+            overrides.append(f"stages.{name}.max_steps={share}")
+    for name in stages:  # one checkpoint at the end (the same model; fewer seconds spent saving)
+        overrides.append(f"stages.{name}.save_steps=100000")
+        overrides.append(f"stages.{name}.trainer_args.disable_tqdm=true")
+    return overrides
+
+
+def peer_plan(recipe) -> dict[str, Any]:
+    """The peer's datasets (every source dataset of the recipe once, in its PEER_FORM) and hyperparameters."""
+    from embedforge.recipes.stage_paths import is_stage_path
+
+    datasets: dict[str, Any] = {}
+    decontaminate: list[str] = []
+    for stage in recipe.stages.values():
+        for config in getattr(stage, "datasets", None) or []:
+            if is_stage_path(config.path):  # written by an earlier stage (e.g. mined negatives): its source counts
+                continue
+            peer = dataclasses.replace(PEER_FORM.get(config.kind, _identity)(config), **PEER_RESET)
+            key = json.dumps({**dataclasses.asdict(peer), "name": None}, sort_keys=True, default=str)
+            if key not in datasets:
+                names = {d.name for d in datasets.values()}
+                name = peer.name if peer.name not in names else f"{peer.name}_{len(datasets)}"
+                datasets[key] = dataclasses.replace(peer, name=name)
+        decontaminate += [d for d in getattr(stage, "decontaminate_against", []) if d not in decontaminate]
+    stages = train_stages(recipe)
+    last = list(stages.values())[-1]
+    return {
+        "base": recipe.model.base,
+        "datasets": list(datasets.values()),
+        "decontaminate_against": decontaminate,
+        "steps": sum(s.max_steps for s in stages.values()),
+        "batch_size": last.batch_size,
+        "max_seq_length": last.max_seq_length or 128,
+        "learning_rate": last.learning_rate,
+        "warmup_ratio": last.warmup_ratio,
+        "scheduler": last.scheduler,
+        "weight_decay": last.weight_decay,
+        "temperature": float(last.loss.get("temperature", 0.05)),
+    }
+
+
+def run_peer(plan: dict[str, Any], seed: int, side: Path) -> dict[str, Any]:
+    from embedforge.data import load_training_datasets
+
+    data, info = load_training_datasets(plan["datasets"], seed=seed, eval_dirs=plan["decontaminate_against"])
+    kwargs = {k: plan[k] for k in ("steps", "batch_size", "max_seq_length", "learning_rate", "warmup_ratio")}
+    kwargs |= {k: plan[k] for k in ("scheduler", "weight_decay", "temperature")}
+    seconds, final = train_mnrl_peer(plan["base"], data, side, seed=seed, **kwargs)
+    return {"train_seconds": seconds, "final": final, "rows": {n: len(d) for n, d in data.items()}}
+
+
+def run_embedforge(recipe_path: Path, overrides: list[str], seed: int, side: Path) -> dict[str, Any]:
+    from embedforge.recipes import run_recipe
+
+    recipe = load(recipe_path, [*overrides, f"seed={seed}", f"output_dir={side / 'run'}", "eval=null"])
+    result = run_recipe(recipe, overwrite=True)
+    final = side / "final"
+    if final.exists():
+        shutil.rmtree(final)
+    shutil.copytree(result.final_model, final)
+    seconds = sum(r.summary.get("train_seconds", 0.0) for r in result.stages.values())
+    return {"train_seconds": seconds, "final": str(final)}
+
+
+def evaluate_side(model: str, tasks, side: Path, label: str) -> dict[str, float]:
+    from embedforge.evaluation import evaluate
+
+    return evaluate(model, tasks, side / "eval", model_name=label).main_scores()
+
+
+def pm(paired: Paired) -> str:
+    return f"{paired.mean:+.2f}" + (f" ± {paired.std:.2f}" if len(paired.differences) > 1 else "")
+
+
+def render(work: Path) -> str:
+    """The markdown section: every side found under ``work``, paired with the peer by seed."""
+    base = json.loads((work / "base" / "result.json").read_text())
+    sides: dict[str, dict[int, dict]] = {}
+    for path in sorted(work.glob("seed*/*/result.json")):
+        record = json.loads(path.read_text())
+        sides.setdefault(path.parent.name, {})[record["seed"]] = record
+    tasks = list(base["scores"])
+    rest = [t for t in tasks if t != NOISY_TASK]
+    peer = sides.get("peer", {})
+    order = ["peer", "embedforge"] + sorted(s for s in sides if s not in ("peer", "embedforge"))
+
+    def means(record: dict, names: list[str]) -> float:
+        return 100 * mean(record["scores"][t] for t in names)
+
+    lines = [
+        "# embedforge's recipe vs a plain sentence-transformers script",
+        "",
+        f"Regenerate ({datetime.date.today().isoformat()}, {platform.machine()} CPU, {os.cpu_count()} cores; "
+        "each command trains the sides it names and rewrites this section from every side in the folder):",
+        "",
+        "```bash",
+        f"python benchmarks/recipe_vs_st.py --output {work} --seeds 1 2 3 --resume  # peer, recipe as shipped",
+        *sorted({r.get("command", "") for runs in sides.values() for r in runs.values()} - {""}),
+        "```",
+        "",
+        "Training seconds are the Trainer's own clock on a 2-core machine shared with other jobs: they are not "
+        "comparable between rows.",
+        "",
+        f"**Noise rule, fixed before the runs:** {NOISE_RULE}. The must-show is the mean over the four bundled "
+        f"tasks; {NOISY_TASK} moves by several points between training seeds alone (MTEB's k-means "
+        "v-measure; its protocol is kept as MTEB ships it), so every mean is also given without it.",
+        "",
+        (__doc__ or "").split("\n\n", 2)[2].split("Both models land")[0].strip(),
+        "",
+        "Main scores (x100, MTEB protocol), mean ± std over the seeds (std with n − 1).",
+        "",
+        "| side | seeds | " + " | ".join(tasks) + f" | Mean | Mean without {NOISY_TASK} | training s |",
+        "|---|---|" + "---:|" * (len(tasks) + 3),
+        f"| {base['label']} (untrained) | – | "
+        + " | ".join(f"{100 * base['scores'][t]:.2f}" for t in tasks)
+        + f" | {means(base, tasks):.2f} | {means(base, rest):.2f} | – |",
+    ]
+    for name in [s for s in order if s in sides]:
+        runs = [sides[name][s] for s in sorted(sides[name])]
+        cells = [mean_std([100 * r["scores"][t] for r in runs]) for t in tasks]
+        lines.append(
+            f"| {name} | {', '.join(str(s) for s in sorted(sides[name]))} | "
+            + " | ".join(cells)
+            + f" | {mean_std([means(r, tasks) for r in runs])} | {mean_std([means(r, rest) for r in runs])}"
+            + f" | {mean(r['train_seconds'] for r in runs):.0f} |"
+        )
+    lines += [
+        "",
+        "Paired by seed against the peer (Δ = side − peer, points of the mean main score):",
+        "",
+        "| side | what it trains | seeds | Δ per seed | Δ mean ± std | verdict | "
+        f"Δ without {NOISY_TASK}: per seed | mean ± std | verdict |",
+        "|---|---|---|---|---:|---|---|---:|---|",
+    ]
+    for name in [s for s in order if s in sides and s != "peer"]:
+        seeds = sorted(set(sides[name]) & set(peer))
+        if not seeds:
+            continue
+        what = sides[name][seeds[0]].get("what", "")
+        full = Paired([means(sides[name][s], tasks) - means(peer[s], tasks) for s in seeds])
+        part = Paired([means(sides[name][s], rest) - means(peer[s], rest) for s in seeds])
+        lines.append(
+            f"| {name} | {what} | {', '.join(map(str, seeds))} | {', '.join(f'{d:+.2f}' for d in full.differences)}"
+            f" | {pm(full)} | {full.verdict} | "
+            f"{', '.join(f'{d:+.2f}' for d in part.differences)} | {pm(part)} | "
+            f"{part.verdict} |"
+        )
+    lines += ["", "Per task, embedforge − peer, mean ± std of the per-seed differences:", ""]
+    if "embedforge" in sides:
+        seeds = sorted(set(sides["embedforge"]) & set(peer))
+        lines.append("| task | Δ per seed | mean ± std | verdict |")
+        lines.append("|---|---|---:|---|")
+        for t in tasks:
+            d = Paired([100 * (sides["embedforge"][s]["scores"][t] - peer[s]["scores"][t]) for s in seeds])
+            lines.append(f"| {t} | {', '.join(f'{x:+.2f}' for x in d.differences)} | {pm(d)} | {d.verdict} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", required=True, help="work folder (e.g. runs/recipe-vs-st)")
+    parser.add_argument("--seed", type=int, default=None, help="one seed (default: --seeds)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--steps", type=int, default=None, help="total optimizer steps (default: the recipe's)")
+    parser.add_argument("--recipe", default=str(DEFAULT_RECIPE), help="embedforge's recipe (YAML)")
+    parser.add_argument("--variant", default="embedforge", help="name of the embedforge side (for variants)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE recipe override")
+    parser.add_argument("--what", default="", help="one line saying what the variant changes (for the table)")
+    parser.add_argument(
+        "--sides", nargs="+", choices=["peer", "embedforge"], default=["peer", "embedforge"], help="sides to train"
+    )
+    parser.add_argument("--tasks", nargs="*", default=None, help="task dirs (default: every task in data/eval)")
+    parser.add_argument("--resume", action="store_true", help="reuse finished sides with unchanged settings")
+    parser.add_argument("--results", default=str(REPO / "docs" / "RESULTS.md"))
+    parser.add_argument("--no-docs", action="store_true", help="print the table, leave docs/RESULTS.md alone")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    from embedforge.evaluation import load_tasks
+    from embedforge.utils.config import to_plain
+
+    seeds = [args.seed] if args.seed is not None else args.seeds
+    work = Path(args.output)
+    recipe_path = Path(args.recipe).resolve()
+    tasks = load_tasks(args.tasks or [], None if args.tasks else REPO / "data" / "eval")
+    task_names = [t.spec.name for t in tasks]
+    overrides = embedforge_overrides(recipe_path, args.sets, args.steps)
+    # the peer follows the recipe file (its rows and last stage's hyperparameters), never a variant's --set
+    plan = peer_plan(load(recipe_path, embedforge_overrides(recipe_path, [], args.steps)))
+    print(
+        f"recipe {recipe_path.name} ({args.variant}): {plan['steps']} steps | peer: "
+        f"{', '.join(d.name + ':' + d.kind for d in plan['datasets'])}",
+        flush=True,
+    )
+    started = time.perf_counter()
+    command = "python benchmarks/recipe_vs_st.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+
+    base_settings = {"base": plan["base"], "tasks": task_names}
+    base_file = work / "base" / "result.json"
+    if load_record(base_file, base_settings) is None or not args.resume:
+        scores = evaluate_side(plan["base"], tasks, work / "base", "base")
+        save_record(base_file, base_settings, label=plan["base"], scores=scores)
+
+    for seed in seeds:
+        sides = [(kind, "peer" if kind == "peer" else args.variant) for kind in args.sides]
+        for kind, name in sides:
+            side = work / f"seed{seed}" / name
+            if kind == "peer":
+                settings = {"peer": to_plain(plan), "seed": seed, "tasks": task_names}
+            else:
+                settings = {"recipe": to_plain(load(recipe_path, overrides)), "seed": seed, "tasks": task_names}
+                settings["recipe"].pop("output_dir", None)
+                settings["recipe"].pop("source", None)
+            record = load_record(side / "result.json", settings) if args.resume else None
+            if record is None:
+                t0 = time.perf_counter()
+                trained = (
+                    run_peer(plan, seed, side)
+                    if kind == "peer"
+                    else run_embedforge(recipe_path, overrides, seed, side)
+                )
+                scores = evaluate_side(trained["final"], tasks, side, name)
+                what = "" if kind == "peer" else (args.what or "; ".join(args.sets) or "the recipe as it ships")
+                record = save_record(
+                    side / "result.json", settings, seed=seed, scores=scores, what=what, command=command,
+                    wall_seconds=time.perf_counter() - t0, **trained,
+                )  # fmt: skip
+            else:
+                print(f"seed {seed} {name}: reused {side / 'result.json'}", flush=True)
+            print(
+                f"seed {seed} {name}: mean {100 * mean(record['scores'].values()):.2f} "
+                + " ".join(f"{t}={100 * v:.2f}" for t, v in record["scores"].items())
+                + f" (training {record['train_seconds']:.0f} s)",
+                flush=True,
+            )
+
+    text = render(work)
+    print(text)
+    print(f"\n{time.perf_counter() - started:.0f} s", flush=True)
+    if not args.no_docs:
+        replace_section(Path(args.results), SECTION, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

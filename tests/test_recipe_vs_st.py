@@ -1,0 +1,66 @@
+"""benchmarks/recipe_vs_st.py and benchmarks/_common.py: the peer's data plan, the noise rule, generated sections."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        yield importlib.import_module("recipe_vs_st"), importlib.import_module("_common")
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+
+def test_noise_rule_needs_three_seeds_one_sign_and_twice_the_std(bench):
+    _, common = bench
+    assert common.Paired([1.2, 1.0, 1.1]).verdict == "real gain"
+    assert common.Paired([-1.2, -1.0, -1.1]).verdict == "real loss"
+    assert common.Paired([3.0, 0.1, 0.2]).verdict == "within noise"  # mean 1.1 < 2 x std 1.68
+    assert common.Paired([2.0, 2.5, -0.1]).verdict == "within noise"  # one seed of the other sign
+    assert common.Paired([2.0, 2.5]).verdict.startswith("too few seeds")
+
+
+def test_replace_section_keeps_the_rest_of_the_file(bench, tmp_path):
+    _, common = bench
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# Intro\n\nhand-written\n")
+    common.replace_section(path, "a", "table one")
+    common.replace_section(path, "b", "table two")
+    common.replace_section(path, "a", "table one, regenerated")
+    text = path.read_text()
+    assert text.startswith("# Intro\n\nhand-written\n")
+    assert "table one, regenerated" in text and "table one\n" not in text
+    assert text.index("table one, regenerated") < text.index("table two")
+
+
+def test_peer_gets_every_source_dataset_once_in_plain_mnrl_form(bench):
+    module, _ = bench
+    recipe = module.load(module.DEFAULT_RECIPE, module.embedforge_overrides(module.DEFAULT_RECIPE, [], None))
+    plan = module.peer_plan(recipe)
+    stages = module.train_stages(recipe)
+    assert plan["steps"] == sum(s.max_steps for s in stages.values())
+    by_kind = {d.kind: d for d in plan["datasets"]}
+    assert by_kind["sts"].loss == "infonce"  # MNRL cannot use scores: positive pairs above the threshold
+    assert by_kind["classification"].num_negatives == 0  # (text, same-label text) pairs, no label negatives
+    sources = {
+        (d.path, d.kind, str(d.columns), d.max_rows)
+        for s in recipe.stages.values()
+        for d in getattr(s, "datasets", [])
+    }
+    assert len(plan["datasets"]) == len(sources)  # a dataset used by two stages is fed once
+
+
+def test_steps_are_split_over_the_training_stages(bench):
+    module, _ = bench
+    overrides = module.embedforge_overrides(module.DEFAULT_RECIPE, [], 50)
+    recipe = module.load(module.DEFAULT_RECIPE, overrides)
+    assert sum(s.max_steps for s in module.train_stages(recipe).values()) == 50
