@@ -135,6 +135,15 @@ class LengthGroupedBatchSampler(DefaultBatchSampler):
         self._measure = functools.partial(token_lengths, tokenizer, max_length=max_length)
         self._lengths = self._row_values = None
 
+    def set_length_function(self, measure: Callable[[list[str]], Sequence[int]]) -> None:
+        """Group by ``measure(texts)`` (token counts, already cut at the maximum length) instead of characters.
+
+        The trainer passes its token cache's counts (``PretokenizedCollator.token_counts``), so the texts are
+        tokenized once for both the lengths and the batches.
+        """
+        self._measure = lambda texts: np.asarray(measure(texts), dtype=np.int64)
+        self._lengths = self._row_values = None
+
     def __len__(self) -> int:
         return len(self.dataset) // self.batch_size
 

@@ -95,6 +95,7 @@ class TrainStageConfig(ObjectiveConfig):
     metric_for_best_model: str = "mean"  # what picks <stage>/best: mean (Mean(Task)) or a task name, optional @DIM
     load_best_model_at_end: bool = False  # final/ is the best evaluated model instead of the last step's
     trainer_args: dict[str, Any] = field(default_factory=dict)  # passed to SentenceTransformerTrainingArguments
+    speed: dict[str, Any] = field(default_factory=dict)  # embedforge.training.speed.TrainingSpeed options
 
 
 @dataclass

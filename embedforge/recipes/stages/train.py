@@ -37,6 +37,9 @@ def validate(config: TrainStageConfig, where: str) -> None:
         raise ConfigError(f"{where}.max_steps: must be >= 1, got {config.max_steps}")
     _check_evaluation(config, where)
     _check_trainer_args(config.trainer_args, f"{where}.trainer_args")
+    from embedforge.training.speed import TrainingSpeed
+
+    TrainingSpeed.from_dict(config.speed, f"{where}.speed")
 
 
 def _check_evaluation(config: TrainStageConfig, where: str) -> None:
@@ -241,6 +244,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
     from embedforge.training.callbacks import LossCurvesCallback, RunSummaryCallback, ThroughputCallback
     from embedforge.training.checkpoints import CompleteCheckpointCallback, checkpoints, last_complete_checkpoint
     from embedforge.training.resume import ResumedLearningRateCallback, restore_finished_training
+    from embedforge.training.speed import TrainingSpeed
     from embedforge.training.trainer import EmbedforgeTrainer
 
     directory = context.directory
@@ -287,6 +291,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         args=args,
         train_dataset=datasets,
         loss=losses,
+        speed=TrainingSpeed.from_dict(config.speed, f"{context.recipe.source}: stages.{context.name}.speed"),
         callbacks=[
             CompleteCheckpointCallback(),
             ResumedLearningRateCallback(config.learning_rate),  # a changed learning rate applies on --resume

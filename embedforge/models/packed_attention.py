@@ -1,0 +1,247 @@
+"""Padding-free ("packed") forward passes: a batch's texts run as one unpadded token sequence.
+
+A padded batch of ``B`` texts costs ``B x L_max`` token positions in every linear layer; packed, the same
+texts cost ``sum_i L_i`` (their real tokens). The texts are concatenated into one row ``(1, T)`` with
+per-text ``position_ids`` (each text restarts at 0, so every token sits where it sits when encoded
+alone) and the cumulative sequence lengths ``cu_seq_lens_q = [0, L_1, L_1 + L_2, ...]`` — the format of
+transformers' ``DataCollatorWithFlattening`` and of flash-attention's varlen kernels. Only attention mixes
+tokens, so only attention needs the boundaries; sentence-transformers' ``Pooling`` already pools such a
+row per text (``cu_seq_lens_q`` in the features).
+
+:func:`enable_packed_attention` switches a transformers model to the attention function registered here
+(``embedforge_packed``, through transformers' public ``AttentionInterface`` / ``AttentionMaskInterface``):
+
+* a packed call (``cu_seq_lens_q`` among the attention kwargs) runs each text's attention on its own:
+  with ``torch.nn.attention.varlen.varlen_attn`` (flash-attention varlen, CUDA, fp16/bf16, no dropout)
+  where it exists, else by regrouping the row into a ``(texts, L_max)`` batch for
+  ``scaled_dot_product_attention`` (key-padding mask when bidirectional, ``is_causal`` when causal: right
+  padding never reaches a real query) and back. The regrouped attention pads only *inside* attention,
+  which is a small share of the FLOPs for short texts (``4 L d`` per token against ``24 d^2`` in the
+  linear layers); the linear layers, norms and MLPs (MoE experts included) see only real tokens.
+* any other call (a padded batch with an attention mask, e.g. ``encode`` at evaluation) is transformers'
+  own SDPA attention, unchanged.
+
+Causal or bidirectional is read the way SDPA reads it (the ``is_causal`` kwarg, else the module's
+``is_causal``), so encoders, causal decoders and decoders made bidirectional with ``is_causal: false``
+(``embedforge.models.decoder``) all work. ``tests/models/test_packed_attention.py`` checks embeddings and
+gradients against the padded forward for an encoder, a decoder and an MoE decoder, causal and
+bidirectional.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+#: the attention implementation name registered with transformers
+PACKED_ATTENTION = "embedforge_packed"
+#: feature keys a packed batch carries besides ``input_ids`` / ``position_ids``
+PACKED_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
+
+_registered = False
+_varlen_state: dict[str, Any] = {}  # "fn": varlen_attn or None, "params": its parameter names, "failed": reason
+
+
+def _varlen_fn() -> Any:
+    """``torch.nn.attention.varlen.varlen_attn`` and its parameter names, or None (older torch)."""
+    if "fn" not in _varlen_state:
+        try:
+            from torch.nn.attention.varlen import varlen_attn
+        except ImportError:
+            varlen_attn = None
+        _varlen_state["fn"] = varlen_attn
+        _varlen_state["params"] = set(inspect.signature(varlen_attn).parameters) if varlen_attn else set()
+    return _varlen_state["fn"]
+
+
+def _use_varlen(query: torch.Tensor, dropout: float) -> bool:
+    return (
+        query.is_cuda
+        and query.dtype in (torch.float16, torch.bfloat16)
+        and dropout == 0.0
+        and "failed" not in _varlen_state
+        and _varlen_fn() is not None
+    )
+
+
+def _varlen_attention(q, k, v, cu, max_len, causal, scaling, groups):
+    """(T, H, D) queries, (T, H_kv, D) keys/values -> (T, H, D) with flash-attention varlen."""
+    fn, params = _varlen_state["fn"], _varlen_state["params"]
+    kwargs: dict[str, Any] = {"scale": scaling}
+    if groups > 1:
+        if "enable_gqa" in params:
+            kwargs["enable_gqa"] = True
+        else:
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    if "is_causal" in params:  # torch 2.10/2.11
+        kwargs["is_causal"] = causal
+    elif causal:
+        kwargs["window_size"] = (-1, 0)
+    cu = cu.to(torch.int32)
+    return fn(q, k, v, cu, cu, max_len, max_len, **kwargs)
+
+
+def _regrouped_attention(q, k, v, cu, max_len, causal, scaling, dropout, groups):
+    """(T, H, D) -> (T, H, D): each text's attention, run as a padded ``(texts, L_max)`` SDPA batch."""
+    total = q.shape[0]
+    lengths = cu[1:] - cu[:-1]  # (S,)
+    steps = torch.arange(max_len, device=q.device)  # (L,)
+    valid = steps[None, :] < lengths[:, None]  # (S, L) real token positions
+    index = (cu[:-1, None] + steps[None, :]).clamp_(max=total - 1)  # (S, L) flat position of each slot
+
+    def regroup(x: torch.Tensor) -> torch.Tensor:
+        return x[index].transpose(1, 2)  # (T, H, D) -> (S, L, H, D) -> (S, H, L, D)
+
+    qs, ks, vs = regroup(q), regroup(k), regroup(v)
+    if groups > 1:
+        ks, vs = ks.repeat_interleave(groups, dim=1), vs.repeat_interleave(groups, dim=1)
+    mask = None if causal else valid[:, None, None, :]  # (S, 1, 1, L) keys that exist
+    out = torch.nn.functional.scaled_dot_product_attention(
+        qs, ks, vs, attn_mask=mask, dropout_p=dropout, is_causal=causal, scale=scaling
+    )  # (S, H, L, D)
+    return out.transpose(1, 2)[valid]  # (S, L, H, D) -> (T, H, D), in the packed order
+
+
+def packed_attention_forward(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers attention function: packed rows per text (see the module docstring), else SDPA.
+
+    Shapes follow transformers' attention interface: ``query`` ``(B, H, T, D)``, ``key``/``value``
+    ``(B, H_kv, T, D)``; returns ``(B, T, H, D)``.
+    """
+    cu = kwargs.get("cu_seq_lens_q")
+    if cu is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
+    if query.shape[0] != 1:
+        raise ValueError(f"a packed batch is one row of tokens, got {query.shape[0]} rows")
+    causal = bool(is_causal if is_causal is not None else getattr(module, "is_causal", True))
+    max_len = kwargs.get("max_length_q")
+    max_len = int(max_len) if max_len is not None else int((cu[1:] - cu[:-1]).max())
+    groups = query.shape[1] // key.shape[1]
+    q, k, v = query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1)  # (T, H, D)
+    if _use_varlen(q, dropout):
+        try:
+            out = _varlen_attention(q, k, v, cu, max_len, causal, scaling, groups)
+            return out.unsqueeze(0), None
+        except (RuntimeError, TypeError, NotImplementedError) as error:  # pragma: no cover - GPU only
+            _varlen_state["failed"] = repr(error)
+            logger.warning("varlen flash attention failed (%s); using regrouped SDPA attention instead", error)
+    out = _regrouped_attention(q, k, v, cu, max_len, causal, scaling, dropout, groups)
+    return out.unsqueeze(0), None  # (1, T, H, D)
+
+
+def _packed_mask(*args: Any, attention_mask: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor | None:
+    """Mask function: no mask for an unpadded (packed) row, SDPA's mask for a padded batch."""
+    from transformers.masking_utils import sdpa_mask
+
+    if attention_mask is None:
+        return None
+    return sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
+
+
+def register_packed_attention() -> str:
+    """Register ``embedforge_packed`` with transformers (once); returns the name."""
+    global _registered
+    if not _registered:
+        from transformers import AttentionInterface
+        from transformers.masking_utils import AttentionMaskInterface
+
+        AttentionInterface.register(PACKED_ATTENTION, packed_attention_forward)
+        AttentionMaskInterface.register(PACKED_ATTENTION, _packed_mask)
+        _registered = True
+    return PACKED_ATTENTION
+
+
+def hf_model(model: Any) -> Any:
+    """The transformers model inside a SentenceTransformer (or the model itself)."""
+    from transformers import PreTrainedModel
+
+    if isinstance(model, PreTrainedModel):
+        return model
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel):
+            return module
+    raise ValueError(f"{type(model).__name__} holds no transformers model")
+
+
+def enable_packed_attention(model: Any) -> str:
+    """Switch ``model`` (a SentenceTransformer or transformers model) to packed-capable attention.
+
+    Returns the previous attention implementation, for :func:`disable_packed_attention`.
+    """
+    inner = hf_model(model)
+    previous = inner.config._attn_implementation
+    if previous == PACKED_ATTENTION:
+        return previous
+    if previous not in ("sdpa", "eager", None):
+        logger.info("packed batches replace attention implementation %r by %s", previous, PACKED_ATTENTION)
+    inner.set_attn_implementation(register_packed_attention())
+    return previous or "sdpa"
+
+
+def disable_packed_attention(model: Any, previous: str = "sdpa") -> None:
+    """Restore the attention implementation ``enable_packed_attention`` replaced (before saving)."""
+    inner = hf_model(model)
+    if inner.config._attn_implementation == PACKED_ATTENTION:
+        inner.set_attn_implementation(previous if previous != PACKED_ATTENTION else "sdpa")
+
+
+def pack_token_ids(
+    sequences: Sequence[Sequence[int]],
+    *,
+    position_offset: int = 0,
+    token_type_ids: bool = False,
+    device: torch.device | str | None = None,
+) -> dict[str, Any]:
+    """Pack token id lists into one unpadded row: the features a packed forward takes.
+
+    Args:
+        sequences: one token id list per text (already truncated, special tokens included).
+        position_offset: added to every position (RoBERTa-style embeddings count from ``padding_idx + 1``).
+        token_type_ids: also return all-zero ``token_type_ids`` (BERT-style models; their default buffer
+            only covers ``max_position_embeddings`` tokens, a packed row can be longer).
+        device: where the tensors go.
+
+    Returns:
+        ``input_ids`` and ``position_ids`` ``(1, T)``, ``cu_seq_lens_q`` / ``cu_seq_lens_k`` ``(S + 1,)`` int32,
+        ``max_length_q`` / ``max_length_k`` (ints), and ``token_type_ids`` when asked.
+    """
+    if not sequences or any(len(s) == 0 for s in sequences):
+        raise ValueError("every packed text needs at least one token")
+    lengths = [len(s) for s in sequences]
+    flat = [token for sequence in sequences for token in sequence]
+    positions = [position + position_offset for length in lengths for position in range(length)]
+    cu = [0]
+    for length in lengths:
+        cu.append(cu[-1] + length)
+    cu_tensor = torch.tensor(cu, dtype=torch.int32, device=device)
+    features: dict[str, Any] = {
+        "input_ids": torch.tensor([flat], dtype=torch.long, device=device),
+        "position_ids": torch.tensor([positions], dtype=torch.long, device=device),
+        "cu_seq_lens_q": cu_tensor,
+        "cu_seq_lens_k": cu_tensor,
+        "max_length_q": max(lengths),
+        "max_length_k": max(lengths),
+    }
+    if token_type_ids:
+        features["token_type_ids"] = torch.zeros((1, len(flat)), dtype=torch.long, device=device)
+    return features
