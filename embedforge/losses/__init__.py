@@ -26,7 +26,8 @@ Where sentence-transformers already has the loss we register it instead of rewri
 it for STS) is ``CoSENTLoss``; Matryoshka is ``MatryoshkaLoss``, which wraps any loss here (cached ones
 included) by truncating and re-normalizing the embeddings and summing the weighted losses; ``mnrl`` and
 ``cached_mnrl`` are the plain baselines. ``sdm`` is SEA's similarity-distribution distillation (teacher
-embeddings in the label column).
+embeddings in the label column); ``l2_kd`` (Reimers & Gurevych 2020, sentence-transformers' ``MSELoss``) and
+``contrastive_kd`` (KaLM-V2's in-batch contrastive distillation) are the distillation baselines of SEA's Table 3.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ from torch import nn
 
 from embedforge.errors import ConfigError, did_you_mean
 from embedforge.losses.cached_infonce import CachedInfoNCELoss
+from embedforge.losses.contrastive_kd import ContrastiveKDLoss
 from embedforge.losses.infonce import InfoNCELoss
+from embedforge.losses.l2_kd import L2KDLoss
 from embedforge.losses.sdm import SDMLoss
 
 # registry name -> loss class (constructor: ``cls(model, **options)``)
@@ -57,6 +60,8 @@ LOSSES: dict[str, type[nn.Module]] = {
     "mnrl": MultipleNegativesRankingLoss,
     "cached_mnrl": CachedMultipleNegativesRankingLoss,
     "sdm": SDMLoss,
+    "l2_kd": L2KDLoss,
+    "contrastive_kd": ContrastiveKDLoss,
 }
 
 # Options that hold another loss (a wrapper's inner loss): given as a name or a {"name": ..., **options} mapping.
@@ -132,7 +137,9 @@ __all__ = [
     "LOSSES",
     "CachedInfoNCELoss",
     "CoSENTLoss",
+    "ContrastiveKDLoss",
     "InfoNCELoss",
+    "L2KDLoss",
     "MatryoshkaLoss",
     "SDMLoss",
     "build_loss",

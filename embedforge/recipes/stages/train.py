@@ -21,6 +21,7 @@ from embedforge.recipes.schema import StageType, TrainStageConfig, register_stag
 logger = logging.getLogger(__name__)
 
 _INFONCE_FAMILY = ("infonce", "cached_infonce")
+_TEACHER_LOSSES = ("sdm", "l2_kd", "contrastive_kd")  # read teacher embeddings from the label column
 
 
 def validate(config: TrainStageConfig, where: str) -> None:
@@ -100,11 +101,11 @@ def build_losses(
                 options.setdefault("in_batch_negatives", dataset.in_batch_negatives)
                 if world_size > 1:
                     options.setdefault("gather_across_devices", True)
-            if loss_name == "sdm":
+            if loss_name in _TEACHER_LOSSES:
                 if teacher_dim is None:
-                    raise ConfigError("loss 'sdm' distils a teacher: set the stage's 'teacher' (a model)")
+                    raise ConfigError(f"loss {loss_name!r} distils a teacher: set the stage's 'teacher' (a model)")
                 options.setdefault("teacher_dim", teacher_dim)
-                if world_size > 1:
+                if world_size > 1 and loss_name != "l2_kd":  # L2-KD has no cross-row term to gather
                     options.setdefault("gather_across_devices", True)
             if loss_name.startswith("cached_") and config.gradcache_mini_batch:
                 options.setdefault("mini_batch_size", config.gradcache_mini_batch)
