@@ -52,9 +52,7 @@ def test_own_candidates_only_is_sentence_transformers_distill_kl_div():
     teacher_scores = torch.stack([pairwise_cos_sim(labels[:, 0], labels[:, c]) for c in (1, 2)], dim=1)
     theirs = DistillKLDivLoss(
         None, similarity_fct=pairwise_cos_sim, student_temperature=0.2, teacher_temperature=0.4
-    ).compute_loss_from_embeddings(
-        [s.float() for s in student], teacher_scores.float()
-    )
+    ).compute_loss_from_embeddings([s.float() for s in student], teacher_scores.float())
     ours = ContrastiveKDLoss(
         None, student_temperature=0.2, teacher_temperature=0.4, in_batch_negatives=False
     ).compute_loss_from_embeddings(student, labels)
