@@ -48,7 +48,9 @@ class ContrastiveKDLoss(nn.Module):
 
     Teacher embeddings come in as the labels, ``(B, columns, teacher_dim)``: column 0 the anchor (encoded as a
     query), the others documents (a recipe ``train`` stage with ``teacher:`` computes them once). Rows need no
-    hard negatives (pairs: the other anchors' positives are the candidates).
+    hard negatives (pairs: the other anchors' positives are the candidates). Under Matryoshka the labels stay
+    whole (``labels_are_teacher_embeddings``): the student's similarities at any truncated width are matched
+    against the teacher's full-width ones, since only similarities are compared.
 
     Args:
         model: the student SentenceTransformer.
@@ -89,6 +91,8 @@ class ContrastiveKDLoss(nn.Module):
             # dataset columns: anchor, positive, negative_1, label = teacher.encode of all three (3, 1024)
             loss = ContrastiveKDLoss(student, teacher_dim=1024)
     """
+
+    labels_are_teacher_embeddings = True  # Matryoshka passes the labels whole (they are not the student's)
 
     def __init__(
         self,

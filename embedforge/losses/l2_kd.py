@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch.nn.functional as F
 from sentence_transformers.sentence_transformer.losses import MSELoss
 from torch import Tensor, nn
 
@@ -32,8 +33,9 @@ class L2KDLoss(MSELoss):
     sentence-transformers) is added only when it differs from the student's.
 
     Teacher embeddings come in as the labels, ``(B, columns, teacher_dim)``, precomputed once with the frozen
-    teacher (a recipe ``train`` stage with ``teacher:`` does it, see :mod:`embedforge.training.teacher`). Do not
-    wrap this loss in ``MatryoshkaLoss``: it would truncate the student's embedding but not the teacher labels.
+    teacher (a recipe ``train`` stage with ``teacher:`` does it, see :mod:`embedforge.training.teacher`). Under
+    Matryoshka the teacher labels stay whole (``labels_are_teacher_embeddings``) and a truncated student is
+    compared with the teacher's first ``d`` dimensions (see :meth:`compute_loss_from_embeddings`).
 
     Args:
         model: the student SentenceTransformer.
@@ -66,6 +68,8 @@ class L2KDLoss(MSELoss):
             loss = L2KDLoss(student, teacher_dim=384)
     """
 
+    labels_are_teacher_embeddings = True  # Matryoshka passes the labels whole (they are not the student's)
+
     def __init__(self, model: nn.Module, teacher_dim: int | None = None) -> None:
         name = type(self).__name__
         _check(
@@ -84,6 +88,7 @@ class L2KDLoss(MSELoss):
             projection_dim = teacher_dim if teacher_dim not in (None, student_dim) else None
         super().__init__(model, projection_dim=projection_dim)
         self.teacher_dim = teacher_dim if teacher_dim is not None else student_dim
+        self.student_dim = student_dim if student_dim is not None else self.teacher_dim
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None) -> Tensor:
         features = list(sentence_features)
@@ -93,10 +98,21 @@ class L2KDLoss(MSELoss):
     def compute_loss_from_embeddings(
         self, embeddings: list[Tensor], teacher_embeddings: Tensor | list[Tensor]
     ) -> Tensor:
-        """The loss from one student ``(B, D_S)`` tensor per column and the ``(B, columns, D_T)`` teacher labels."""
+        """The loss from one student ``(B, D_S)`` tensor per column and the ``(B, columns, D_T)`` teacher labels.
+
+        A student truncated by Matryoshka to ``d < D_S`` (re-normalized) is compared, without a projection, with
+        the teacher's first ``d`` dimensions re-normalized the same way; with a projection it is zero-padded to
+        ``D_S``, i.e. projected by ``W``'s first ``d`` columns (as :class:`~embedforge.losses.sdm.SDMLoss` does).
+        """
         if isinstance(teacher_embeddings, Tensor):
             self._check_labels(teacher_embeddings, len(embeddings))
             teacher_embeddings = list(teacher_embeddings.detach().unbind(1))  # columns x (B, D_T)
+        width = embeddings[0].size(-1)
+        if width < (self.student_dim or width):  # Matryoshka-truncated student
+            if self.projection is not None:
+                embeddings = [F.pad(e, (0, self.student_dim - width)) for e in embeddings]  # (B, D_S) each
+            else:
+                teacher_embeddings = [F.normalize(t[..., :width], dim=-1) for t in teacher_embeddings]  # (B, d)
         return super().compute_loss_from_embeddings(embeddings, teacher_embeddings)
 
     def _check_labels(self, labels: Tensor | None, columns: int) -> None:
