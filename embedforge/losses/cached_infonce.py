@@ -15,6 +15,7 @@ from sentence_transformers.base.losses.gradcache import (
 from torch import Tensor, nn
 
 from embedforge.errors import ConfigError
+from embedforge.losses._wrapped import ForwardsWrappedOptions
 from embedforge.losses.infonce import CITATION, InfoNCELoss
 
 GRADCACHE_CITATION = """
@@ -28,7 +29,7 @@ GRADCACHE_CITATION = """
 """
 
 
-class CachedInfoNCELoss(CachedLossMixin, nn.Module):
+class CachedInfoNCELoss(ForwardsWrappedOptions, CachedLossMixin, nn.Module):
     """:class:`InfoNCELoss` with gradient caching (GradCache), so the number of in-batch negatives is not
     limited by memory.
 
@@ -84,6 +85,10 @@ class CachedInfoNCELoss(CachedLossMixin, nn.Module):
         - Same loss and gradients as :class:`InfoNCELoss` (tested), roughly 20-40% slower per sample.
         - With default options it matches sentence-transformers' ``CachedMultipleNegativesRankingLoss``.
         - Works inside ``MatryoshkaLoss``, which then shrinks the cached embeddings per dimension.
+        - Forwards the :class:`InfoNCELoss` options it wraps: ``cached.gamma`` reads (and assigning it sets)
+          the wrapped loss's ``gamma``, as sentence-transformers' cached losses do.
+        - :class:`~embedforge.losses.gradcache.GradCacheLoss` is the same three steps for any loss with
+          ``compute_loss_from_embeddings``; this class adds the anchor-chunked score matrix and the mixing seed.
 
     Example:
         ::

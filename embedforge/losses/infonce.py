@@ -207,7 +207,6 @@ class InfoNCELoss(nn.Module):
             )
         self.model = model
         self.temperature = float(temperature)
-        self.scale = 1.0 / self.temperature
         self.gamma = float(gamma)
         self.symmetric = symmetric
         self.in_batch_negatives = in_batch_negatives
@@ -223,6 +222,11 @@ class InfoNCELoss(nn.Module):
         # Detached figures of the last call, for logging: mean focal weight, negatives per anchor, ...
         self.last_stats: dict[str, Tensor] = {}
         self._warned: set[str] = set()
+
+    @property
+    def scale(self) -> float:
+        """``1 / temperature`` (read from the temperature, so assigning one keeps both in step)."""
+        return 1.0 / self.temperature
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
         seed = self.draw_seed()  # before embedding, so that the cached variant sees the same RNG state

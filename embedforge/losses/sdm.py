@@ -46,7 +46,14 @@ class SDMLoss(nn.Module):
 
     Teacher embeddings come in as the labels (as in sentence-transformers' ``MSELoss`` distillation):
     precompute them once with the frozen teacher, which also lets teacher and student use different
-    tokenizers. Do not wrap this loss in ``MatryoshkaLoss`` (it would truncate the teacher labels).
+    tokenizers.
+
+    Under modifiers: GradCache embeds the anchors only (``embedded_columns = 1``). Matryoshka hands in the
+    student anchors truncated to ``d < D_S`` (re-normalized) and the teacher labels whole
+    (``labels_are_teacher_embeddings``); the truncated student is zero-padded to ``D_S`` before ``W``, i.e.
+    dimension ``d`` is projected by ``W``'s first ``d`` columns (without a projection: compared with the
+    teacher's first ``d`` dimensions). A modifier that calls the loss several times per step on the same labels
+    (Matryoshka: once per dimension) enqueues the batch once.
 
     Args:
         model: the student SentenceTransformer.
@@ -85,6 +92,9 @@ class SDMLoss(nn.Module):
             # dataset columns: anchor, positive, negative_1, label = teacher.encode of all three (3, 1024)
             loss = SDMLoss(student, teacher_dim=1024, queue_size=65536)
     """
+
+    labels_are_teacher_embeddings = True  # Matryoshka passes the labels whole (they are not the student's)
+    embedded_columns = 1  # only the anchors are embedded by the student (GradCache embeds no more)
 
     def __init__(
         self,
@@ -143,10 +153,12 @@ class SDMLoss(nn.Module):
         self.teacher_temperature = float(teacher_temperature)
         self.gather_across_devices = gather_across_devices
         self.projection = nn.Linear(student_dim, teacher_dim, bias=False) if use_projection else None
+        self.student_dim = student_dim if student_dim is not None else teacher_dim
         # Allocated on the first batch (device and 65,536 x teacher_dim floats); not part of any checkpoint.
         self.register_buffer("queue", torch.empty(0), persistent=False)
         self.queue_pointer = 0  # next slot to overwrite
         self.queue_filled = 0  # valid entries
+        self._enqueued_labels: Tensor | None = None  # the labels of the last enqueued batch (enqueue once each)
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
         anchor_features = next(iter(sentence_features))  # only the anchors are embedded by the student
@@ -171,11 +183,15 @@ class SDMLoss(nn.Module):
         if labels.size(1) < 2:
             raise ConfigError(f"{type(self).__name__}: labels need the teacher embeddings of at least one document.")
         teacher = labels.detach().float()
-        documents = teacher[:, 1:].reshape(-1, self.teacher_dim)  # (B * (1 + n), D_T)
-        if self.gather_across_devices:
-            documents = all_gather(documents)  # (W * B * (1 + n), D_T), no gradient needed
-        self.enqueue(documents)
+        if labels is not self._enqueued_labels:  # a new batch (Matryoshka calls once per dimension)
+            documents = teacher[:, 1:].reshape(-1, self.teacher_dim)  # (B * (1 + n), D_T)
+            if self.gather_across_devices:
+                documents = all_gather(documents)  # (W * B * (1 + n), D_T), no gradient needed
+            self.enqueue(documents)
+            self._enqueued_labels = labels
         queue = self.queue[: self.queue_filled]  # (K, D_T)
+        if student.size(1) < self.student_dim:  # Matryoshka-truncated: W's first d columns
+            student = F.pad(student, (0, self.student_dim - student.size(1)))  # (B, D_S)
         if self.projection is not None:
             student = self.projection(student)  # (B, D_T)
         student_log_p = F.log_softmax(cos_sim(student.float(), queue) / self.student_temperature, dim=1)  # (B, K)

@@ -1,6 +1,6 @@
 """Models: offline presets, loading any local model as a SentenceTransformer, saving in the widely-read format.
 
-Decoder LLMs (bidirectional attention, pooling, LoRA, MoE router loss, GGUF conversion) live in
+Decoder LLMs (bidirectional attention, pooling, LoRA, MoE router logits, GGUF conversion) live in
 ``decoder``, ``lora``, ``moe`` and ``gguf``; their main entry points are re-exported here.
 """
 
@@ -11,7 +11,7 @@ from embedforge.models.lora import add_lora, merge_lora
 from embedforge.models.presets import PRESETS, Preset, cache_root, register_preset, resolve_model_path
 from embedforge.models.saving import save_model
 
-_LAZY = {"RouterAuxLoss", "RouterAuxLossCollector", "is_moe"}  # embedforge.models.moe imports torch
+_LAZY = {"RouterAuxLossCollector", "is_moe"}  # embedforge.models.moe imports torch
 
 
 def __getattr__(name: str):
@@ -26,7 +26,6 @@ __all__ = [
     "DECODER_FAMILIES",
     "PRESETS",
     "Preset",
-    "RouterAuxLoss",
     "RouterAuxLossCollector",
     "add_lora",
     "build_sentence_transformer",

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy as copy_module
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,28 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapters for every ``train`` stage, merged into the weights before the stage saves ``final``.
+
+    Defaults are KaLM-Embedding-V2's (rank 16, alpha 32; §4.4); see :func:`add_lora`.
+    """
+
+    r: int = 16  # adapter rank
+    alpha: float = 32.0  # scaling numerator: the update is scaled by alpha / r
+    dropout: float = 0.0  # dropout on the adapter input
+    target_modules: str | list[str] = "all-linear"  # layer names to adapt, or every linear layer
+    options: dict[str, Any] = field(default_factory=dict)  # further peft.LoraConfig fields (e.g. use_rslora)
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ConfigError(f"r: must be a positive integer, got {self.r}")
+        if not self.alpha > 0:
+            raise ConfigError(f"alpha: must be > 0, got {self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout: must be in [0, 1), got {self.dropout}")
 
 
 def add_lora(
@@ -62,7 +85,7 @@ def add_lora(
     Returns:
         ``model`` itself.
     """
-    from peft import LoraConfig
+    from peft import LoraConfig as PeftLoraConfig
 
     if r <= 0:
         raise ConfigError(f"LoRA rank r must be a positive integer, got {r}")
@@ -70,7 +93,7 @@ def add_lora(
         raise ConfigError(f"LoRA dropout must be in [0, 1), got {dropout}")
     if not model.has_peft_compatible_model():
         raise ConfigError("LoRA needs a model whose first module is a transformers Transformer")
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, **lora_kwargs)
+    config = PeftLoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, **lora_kwargs)
     model.add_adapter(config, adapter_name=adapter_name)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())

@@ -10,10 +10,10 @@ only when asked (``output_router_logits=True``) and never the loss. sentence-tra
 router logits of each layer and, after each forward pass that records gradients, compute the
 family's own ``load_balancing_loss_func(router_logits, num_experts, top_k, attention_mask)``
 (Switch Transformer eq. 4-6, padding excluded) — the very function and arguments ``*ForCausalLM``
-uses (a test checks equality with its ``aux_loss``). The trainer resets the collector before the
-loss, and after it adds ``coef * collector.pop()``. :class:`RouterAuxLoss` wraps any
-sentence-transformers loss to do exactly that and returns ``{"loss": ..., "router_aux_loss": ...}``
-so both parts are logged.
+uses (a test checks equality with its ``aux_loss``). The loss modifier
+:class:`embedforge.losses.router_aux.RouterAuxLoss` resets the collector before the wrapped loss and adds
+``coef * collector.pop()`` after it, returning ``{"loss": ..., "router_aux_loss": ...}`` so both parts are
+logged.
 
     aux = (num_experts / L) * sum_layers sum_i f_i * P_i
     f_i: share of (real) tokens routed to expert i (top-k), P_i: mean router probability of expert i
@@ -182,47 +182,3 @@ def _router_modules(hf_model: PreTrainedModel) -> list[tuple[nn.Module, int]]:
             if (by_class or by_name) and in_layer:
                 found.append((module, recorder.index))
     return found
-
-
-class RouterAuxLoss(nn.Module):
-    """Wrap a sentence-transformers loss so that it adds the MoE router load-balancing loss.
-
-    ``loss_total = loss(features, labels) + coef * aux``, aux as in this module's docstring, averaged
-    over the model calls the wrapped loss makes. Returns ``{"loss": base, "router_aux_loss": coef * aux}``
-    (the sentence-transformers trainer sums the dict and logs each part).
-
-    Args:
-        model: the SentenceTransformer being trained (a MoE backbone).
-        loss: any sentence-transformers-style loss (``forward(features, labels)``).
-        coef: weight of the auxiliary loss; ``None`` takes the model's ``router_aux_loss_coef``.
-        collector: a collector to share between several wrapped losses of the same model (e.g. one
-            loss per dataset); ``None`` creates one. Each collector hooks the model and records every
-            forward pass, so losses of one model must share one.
-    """
-
-    def __init__(
-        self,
-        model: SentenceTransformer,
-        loss: nn.Module,
-        coef: float | None = None,
-        collector: RouterAuxLossCollector | None = None,
-    ) -> None:
-        super().__init__()
-        if coef is not None and coef < 0:
-            raise ConfigError(f"router aux loss coef must be >= 0, got {coef}")
-        self.model = model
-        self.loss = loss
-        self.coef = router_aux_loss_coef(model) if coef is None else float(coef)
-        self.collector = RouterAuxLossCollector(model) if collector is None else collector
-
-    def forward(self, features: Any, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        self.collector.reset()
-        base = self.loss(features, labels)
-        aux = self.collector.pop()
-        parts = dict(base) if isinstance(base, dict) else {"loss": base}
-        if aux is not None:
-            parts["router_aux_loss"] = self.coef * aux
-        return parts
-
-    def get_config_dict(self) -> dict[str, Any]:
-        return {"coef": self.coef}

@@ -13,28 +13,8 @@ from typing import Any
 
 from embedforge.data.config import DatasetConfig
 from embedforge.errors import ConfigError
-
-
-@dataclass
-class LoraConfig:
-    """LoRA adapters for every ``train`` stage, merged into the weights before the stage saves ``final``.
-
-    Defaults are KaLM-Embedding-V2's (rank 16, alpha 32; §4.4); see :func:`embedforge.models.add_lora`.
-    """
-
-    r: int = 16  # adapter rank
-    alpha: float = 32.0  # scaling numerator: the update is scaled by alpha / r
-    dropout: float = 0.0  # dropout on the adapter input
-    target_modules: str | list[str] = "all-linear"  # layer names to adapt, or every linear layer
-    options: dict[str, Any] = field(default_factory=dict)  # further peft.LoraConfig fields (e.g. use_rslora)
-
-    def __post_init__(self) -> None:
-        if self.r < 1:
-            raise ConfigError(f"r: must be a positive integer, got {self.r}")
-        if not self.alpha > 0:
-            raise ConfigError(f"alpha: must be > 0, got {self.alpha}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout: must be in [0, 1), got {self.dropout}")
+from embedforge.losses.objective import ObjectiveConfig
+from embedforge.models.lora import LoraConfig
 
 
 @dataclass
@@ -70,35 +50,21 @@ class EvalConfig:
     compare_base: bool = True  # also evaluate the base model and print both rows
 
 
-@dataclass
-class MatryoshkaConfig:
-    """Matryoshka representation learning over every loss of the stage (Kusupati et al., 2022)."""
+@dataclass(kw_only=True)
+class TrainStageConfig(ObjectiveConfig):
+    """A contrastive training stage (Hugging Face Trainer via sentence-transformers underneath).
 
-    dims: list[int]  # nested dimensions, e.g. [896, 512, 256, 128, 64] (KaLM-V2) or [2048, 1024, 512, 256] (Seed1.5)
-    weights: list[float] | None = None  # loss weight per dimension (None: all 1)
-
-
-@dataclass
-class TrainStageConfig:
-    """A contrastive training stage (Hugging Face Trainer via sentence-transformers underneath)."""
+    The objective keys (``loss``, ``cosent``, ``loss_overrides``, ``gradcache_mini_batch``, ``matryoshka``,
+    ``router_aux_loss_coef``) are :class:`~embedforge.losses.objective.ObjectiveConfig`'s.
+    """
 
     datasets: list[DatasetConfig]  # training datasets (see embedforge.data.DatasetConfig)
     type: str = "train"
     init: str | None = (
         None  # start from: None = previous stage's model (first stage: the base), "base", a stage, a folder
     )
-    loss: dict[str, Any] = field(default_factory=dict)  # InfoNCE options for InfoNCE datasets (name: infonce|mnrl|...)
-    cosent: dict[str, Any] = field(default_factory=dict)  # CoSENT options for STS datasets trained with CoSENT
-    loss_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # dataset -> InfoNCE option overrides
-    matryoshka: MatryoshkaConfig | None = None  # wrap every loss in Matryoshka
-    gradcache_mini_batch: int | None = (
-        None  # GradCache: embed in mini-batches of this size (negatives independent of memory)
-    )
     teacher: str | None = None  # distillation (SEA's SDM): frozen teacher whose embeddings become the label column
     teacher_batch_size: int = 64  # batch size for encoding the training texts with the teacher
-    router_aux_loss_coef: float | None = (
-        None  # MoE backbones: weight of the router load-balancing loss (None: model config)
-    )
     batch_size: int = 32  # per-device batch (global batch with trainer_args.accelerator_config.split_batches)
     max_seq_length: int | None = None  # truncate training texts to this many tokens (the saved model keeps its own)
     learning_rate: float = 2e-5  # AdamW peak learning rate

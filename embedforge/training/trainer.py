@@ -5,14 +5,12 @@ Everything distributed (DDP via ``torchrun`` / ``accelerate launch``, FSDP, Deep
 
 * a non-finite loss stops the run at once with :class:`TrainingDiverged` (before the bad update is
   applied or saved), naming the step, the dataset and the last good checkpoint;
-* extra per-step loss terms (e.g. an MoE router's load-balancing loss) registered by backbones;
 * length-grouped batch samplers measure texts in the model's tokens (cut at its maximum length).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,12 +26,7 @@ class TrainingDiverged(EmbedforgeError):
 
 
 class EmbedforgeTrainer(SentenceTransformerTrainer):
-    """``SentenceTransformerTrainer`` that refuses non-finite losses and adds registered extra loss terms."""
-
-    def __init__(self, *args: Any, extra_losses: list[Callable[[], torch.Tensor | None]] | None = None, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        # callables returning a scalar to add to this step's loss (or None), e.g. an MoE router aux loss
-        self.extra_losses = list(extra_losses or [])
+    """``SentenceTransformerTrainer`` that refuses non-finite losses."""
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         dataset_name = inputs.get("dataset_name")
@@ -41,10 +34,6 @@ class EmbedforgeTrainer(SentenceTransformerTrainer):
             model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
         )
         loss = output[0] if return_outputs else output
-        for extra in self.extra_losses:
-            term = extra()
-            if term is not None:
-                loss = loss + term
         if model.training:
             self._check_finite(loss, dataset_name)
         return (loss, output[1]) if return_outputs else loss

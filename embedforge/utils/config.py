@@ -40,6 +40,15 @@ def dataclass_from_dict(cls: type, data: Mapping[str, Any], where: str) -> Any:
         raise ConfigError(message if message.startswith(where) else f"{where}: {message}") from None
 
 
+def convert_value(value: Any, hint: Any, where: str) -> Any:
+    """Check one value against a type hint (building dataclasses; ints become floats where floats are expected).
+
+    Raises:
+        ConfigError: ``"<where>: expected <type>, got ..."``.
+    """
+    return _convert(value, hint, where)
+
+
 def _convert(value: Any, hint: Any, where: str) -> Any:
     """Check ``value`` against ``hint``; build dataclasses; ints become floats where floats are expected."""
     if hint is Any:

@@ -1,4 +1,4 @@
-"""L2-KD and contrastive KD under the stage's modifiers: Matryoshka keeps the teacher labels whole, GradCache is exact."""
+"""L2-KD and contrastive KD under the stage's modifiers: Matryoshka keeps teacher labels whole, GradCache is exact."""
 
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ def test_under_gradcache_the_loss_and_gradients_are_the_plain_ones(tiny_model, n
     config = ObjectiveConfig(loss={"name": name}, gradcache_mini_batch=2)
     cached = build_objective(dataset(), config, tiny_model, teacher_dim=32)
     assert isinstance(cached, GradCacheLoss) and isinstance(cached.loss, cls)
-    assert_same(tiny_model, cls(tiny_model, teacher_dim=32), cached, features(tiny_model, ANCHORS, POSITIVES, NEGATIVES), teacher)
+    inputs = features(tiny_model, ANCHORS, POSITIVES, NEGATIVES)
+    assert_same(tiny_model, cls(tiny_model, teacher_dim=32), cached, inputs, teacher)
 
 
 @pytest.mark.parametrize("name", ["l2_kd", "contrastive_kd"])

@@ -6,7 +6,9 @@ import torch
 from datasets import Dataset
 from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
+from embedforge.data.config import DatasetConfig
 from embedforge.losses import build_loss
+from embedforge.losses.objective import MatryoshkaConfig, ObjectiveConfig, build_objective
 
 
 def test_two_trainer_steps_with_every_option(tiny_model, tmp_path):
@@ -18,24 +20,20 @@ def test_two_trainer_steps_with_every_option(tiny_model, tmp_path):
             "negative_2": ["cats are mammals", "france borders spain", "snow in the alps", "pasta dishes"],
         }
     )
-    loss = build_loss(
-        "matryoshka",
-        tiny_model,
-        {
-            "loss": {
-                "name": "cached_infonce",
-                "mini_batch_size": 2,
-                "temperature": 0.05,
-                "gamma": 0.5,
-                "symmetric": True,
-                "false_negative_margin": 0.1,
-                "mix_pairwise": True,
-                "mix_listwise": True,
-            },
-            "matryoshka_dims": [32, 16],
-            "matryoshka_weights": [1.0, 0.3],
+    objective = ObjectiveConfig(
+        loss={
+            "temperature": 0.05,
+            "gamma": 0.5,
+            "symmetric": True,
+            "false_negative_margin": 0.1,
+            "mix_pairwise": True,
+            "mix_listwise": True,
         },
+        gradcache_mini_batch=2,
+        matryoshka=MatryoshkaConfig(dims=[32, 16], weights=[1.0, 0.3]),
     )
+    triplets = DatasetConfig(name="t", path="unused.jsonl", kind="triplets").resolved()
+    loss = build_objective(triplets, objective, tiny_model)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(tmp_path / "run"),
         per_device_train_batch_size=4,

@@ -10,8 +10,9 @@ from sentence_transformers.sentence_transformer.losses import MultipleNegativesR
 from transformers import AutoModelForCausalLM
 
 from embedforge.errors import ConfigError
+from embedforge.losses.router_aux import RouterAuxLoss
 from embedforge.models.decoder import load_decoder
-from embedforge.models.moe import RouterAuxLoss, RouterAuxLossCollector, is_moe, router_aux_loss_coef
+from embedforge.models.moe import RouterAuxLossCollector, is_moe, router_aux_loss_coef
 from embedforge.models.tiny import TINY_MOE
 
 ANCHORS = ["a man plays a guitar", "the cat sleeps on the warm mat all day", "rain falls"]

@@ -20,11 +20,13 @@ from transformers import AutoModel
 
 from embedforge.cli import main
 from embedforge.errors import ConfigError
+from embedforge.losses.objective import build_objectives, release_objectives, router_aux_coef
+from embedforge.losses.router_aux import RouterAuxLoss
 from embedforge.models import load_model
 from embedforge.models.decoder import probe_bidirectional
 from embedforge.models.lora import has_lora
 from embedforge.recipes import load_recipe
-from embedforge.training.backbones import Backbone, prepare_backbone
+from embedforge.training.backbones import Backbone
 from tests.training.conftest import DATA, train_killed_at, write_recipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -167,21 +169,20 @@ def _stage_setup(recipe_path: Path, stage: str = "train"):
 
 
 def test_router_loss_term_reaches_the_router_weights(tiny_decoder_dir, tmp_path):
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-
     recipe, stage, model = _stage_setup(
         write_recipe(tmp_path / "r.yaml", decoder_recipe(tiny_decoder_dir("olmoe"), tmp_path / "o"))
     )
-    backbone = prepare_backbone(model, recipe.model, stage, "r.yaml: stages.train")
-    assert backbone.moe and backbone.router_aux_loss_coef == pytest.approx(model[0].model.config.router_aux_loss_coef)
-    losses = backbone.wrap_losses({"snli": MultipleNegativesRankingLoss(model)}, model, "r.yaml: stages.train")
+    assert router_aux_coef(model, stage) == pytest.approx(model[0].model.config.router_aux_loss_coef)
+    snli = next(d for d in stage.datasets if d.name == "snli").resolved()
+    losses = build_objectives({"snli": snli}, stage, model)
+    assert isinstance(losses["snli"], RouterAuxLoss) and losses["snli"].temperature == 0.05  # forwarded
     model.train()
     parts = losses["snli"]([model.preprocess(TEXTS), model.preprocess(TEXTS[::-1])], None)
     assert set(parts) == {"loss", "router_aux_loss"} and parts["router_aux_loss"].item() > 0
     parts["router_aux_loss"].backward()  # the auxiliary term alone
     routers = [p for name, p in model.named_parameters() if name.endswith("mlp.gate.weight")]
     assert routers and all(p.grad is not None and p.grad.abs().sum() > 0 for p in routers)
-    backbone.finish(model)
+    release_objectives(losses)
     assert not losses["snli"].collector._handles  # hooks removed before saving
 
 
@@ -191,16 +192,15 @@ def test_gradcache_on_moe_is_refused_unless_the_router_loss_is_off(tiny_decoder_
     recipe = write_recipe(tmp_path / "r.yaml", raw)
     assert main(["train", str(recipe), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "r.yaml: stages.train: the MoE router load-balancing loss cannot be added to GradCache" in err
+    assert "the MoE router load-balancing loss cannot be added to GradCache losses" in err
     assert "router_aux_loss_coef: 0" in err and "Traceback" not in err
     # with the term switched off on purpose, GradCache trains the MoE model
     loaded, stage, model = _stage_setup(
         write_recipe(tmp_path / "off.yaml", {**raw, "output_dir": str(tmp_path / "x")})
     )
     stage.router_aux_loss_coef = 0.0
-    backbone = prepare_backbone(model, loaded.model, stage, "off.yaml")
-    losses = {"snli": object()}
-    assert backbone.wrap_losses(losses, model, "off.yaml") is losses
+    snli = next(d for d in stage.datasets if d.name == "snli").resolved()
+    assert type(build_objectives({"snli": snli}, stage, model)["snli"]).__name__ == "CachedInfoNCELoss"
 
 
 def test_lora_run_saves_a_merged_model_and_resumes_after_kill_9(tiny_decoder_dir, tmp_path, capture_before_merge):

@@ -69,6 +69,17 @@ def test_relative_paths_are_relative_to_the_recipe_file(tmp_path, tiny_bert_dir)
             lambda r: r["stages"]["finetune"].update(loss_overrides={"nope": {"gamma": 0}}),
             r"stages\.finetune\.loss_overrides\.nope: no dataset of that name",
         ),
+        (  # the registry spelling of earlier versions lost the dataset's in_batch_negatives flag and the gather
+            lambda r: r["stages"]["finetune"].update(
+                loss={"name": "matryoshka", "loss": {"name": "infonce"}, "matryoshka_dims": [16]}
+            ),
+            r"stages\.finetune\.loss\.name: 'matryoshka' is a modifier, not a base loss: write the stage key "
+            r"`matryoshka: \{dims: \[\.\.\.\], weights: \[\.\.\.\]\}`",
+        ),
+        (
+            lambda r: r["stages"]["finetune"].update(matryoshka={"dims": [32, 16], "weights": [1.0]}),
+            r"stages\.finetune\.matryoshka: weights: 1 weights for 2 dims",
+        ),
     ],
 )
 def test_bad_recipe_names_file_and_key(tmp_path, tiny_bert_dir, edit, message):

@@ -1,8 +1,8 @@
 """The ``train`` stage: contrastive training on mixed datasets with the Hugging Face Trainer.
 
-Data (``embedforge.data``) -> one loss per dataset (``embedforge.losses``: InfoNCE with the stage's
-options and the dataset's in-batch-negatives flag, CoSENT for scored STS pairs, optionally wrapped in
-Matryoshka and/or GradCache) -> :class:`~embedforge.training.trainer.EmbedforgeTrainer` with weighted,
+Data (``embedforge.data``) -> one loss per dataset (:func:`embedforge.losses.objective.build_objectives`: the
+stage's base loss with the dataset's flags, CoSENT for scored STS pairs, then GradCache -> Matryoshka -> MoE
+router loss) -> :class:`~embedforge.training.trainer.EmbedforgeTrainer` with weighted,
 homogeneous, duplicate-free, length-grouped batches -> ``<stage>/final`` (a SentenceTransformer folder
 with prompts and a model card), TensorBoard logs in ``<stage>/runs/``, ``<stage>/loss.png``.
 """
@@ -20,45 +20,18 @@ from embedforge.recipes.schema import StageType, TrainStageConfig, register_stag
 
 logger = logging.getLogger(__name__)
 
-_INFONCE_FAMILY = ("infonce", "cached_infonce")
-_TEACHER_LOSSES = ("sdm", "l2_kd", "contrastive_kd")  # read teacher embeddings from the label column
-
 
 def validate(config: TrainStageConfig, where: str) -> None:
-    """Check loss names and options when the recipe is loaded, before any data or model is touched."""
-    from embedforge.losses import loss_options
+    """Check the objective and the options when the recipe is loaded, before any data or model is touched."""
+    from embedforge.losses.objective import check_objective
 
-    specs = [("loss", config.loss)] + [(f"loss_overrides.{k}", v) for k, v in config.loss_overrides.items()]
-    for key, spec in specs:
-        name = spec.get("name", "cached_infonce" if config.gradcache_mini_batch else "infonce")
-        _check_options(name, {k: v for k, v in spec.items() if k != "name"}, f"{where}.{key}", loss_options)
-    _check_options("cosent", config.cosent, f"{where}.cosent", loss_options)
-    names = {d.name for d in config.datasets}
-    for dataset in config.loss_overrides:
-        if dataset not in names:
-            raise ConfigError(f"{where}.loss_overrides.{dataset}: no dataset of that name in this stage")
-    if config.matryoshka is not None:
-        weights = config.matryoshka.weights
-        if weights is not None and len(weights) != len(config.matryoshka.dims):
-            raise ConfigError(f"{where}.matryoshka: {len(weights)} weights for {len(config.matryoshka.dims)} dims")
+    check_objective([d.resolved() for d in config.datasets], config, where, teacher=config.teacher is not None)
     for key in ("batch_size", "save_steps", "logging_steps", "gradient_accumulation_steps"):
         if getattr(config, key) < 1:
             raise ConfigError(f"{where}.{key}: must be >= 1, got {getattr(config, key)}")
     if config.max_steps is not None and config.max_steps < 1:
         raise ConfigError(f"{where}.max_steps: must be >= 1, got {config.max_steps}")
     _check_trainer_args(config.trainer_args, f"{where}.trainer_args")
-
-
-def _check_options(name: str, options: dict[str, Any], where: str, loss_options) -> None:
-    from embedforge.errors import did_you_mean
-
-    try:
-        valid = loss_options(name)
-    except ConfigError as error:
-        raise ConfigError(f"{where}.name: {error}") from None
-    for option in options:
-        if option not in valid:
-            raise ConfigError(f"{where}.{option}: unknown option for loss {name!r}.{did_you_mean(option, valid)}")
 
 
 _MANAGED_ARGS = {
@@ -84,54 +57,6 @@ def _check_trainer_args(trainer_args: dict[str, Any], where: str) -> None:
             raise ConfigError(f"{where}.{key}: not a training argument.{did_you_mean(key, valid)}")
 
 
-def build_losses(
-    config: TrainStageConfig, model: Any, info: Any, world_size: int, teacher_dim: int | None = None
-) -> dict[str, Any]:
-    """One loss per dataset: InfoNCE (stage options + overrides + the dataset's in-batch flag), CoSENT, or SDM."""
-    from embedforge.losses import build_loss
-
-    losses = {}
-    for name, dataset in info.datasets.items():
-        if dataset.loss == "cosent":
-            loss_name, options = "cosent", dict(config.cosent)
-        else:
-            options = {**config.loss, **config.loss_overrides.get(name, {})}
-            loss_name = options.pop("name", "cached_infonce" if config.gradcache_mini_batch else "infonce")
-            if loss_name in _INFONCE_FAMILY:
-                options.setdefault("in_batch_negatives", dataset.in_batch_negatives)
-                if world_size > 1:
-                    options.setdefault("gather_across_devices", True)
-            if loss_name in _TEACHER_LOSSES:
-                if teacher_dim is None:
-                    raise ConfigError(f"loss {loss_name!r} distils a teacher: set the stage's 'teacher' (a model)")
-                options.setdefault("teacher_dim", teacher_dim)
-                if world_size > 1 and loss_name != "l2_kd":  # L2-KD has no cross-row term to gather
-                    options.setdefault("gather_across_devices", True)
-            if loss_name.startswith("cached_") and config.gradcache_mini_batch:
-                options.setdefault("mini_batch_size", config.gradcache_mini_batch)
-        loss = build_loss(loss_name, model, options)
-        if config.matryoshka is not None:
-            loss = build_loss(
-                "matryoshka",
-                model,
-                {
-                    "loss": loss,
-                    "matryoshka_dims": config.matryoshka.dims,
-                    "matryoshka_weights": config.matryoshka.weights or [1.0] * len(config.matryoshka.dims),
-                },
-            )
-        losses[name] = loss
-    return losses
-
-
-def describe_loss(loss: Any) -> str:
-    """One line: class name and configuration."""
-    config = loss.get_config_dict() if hasattr(loss, "get_config_dict") else {}
-    inner = getattr(loss, "loss", None)
-    text = f"{type(loss).__name__}({', '.join(f'{k}={v}' for k, v in config.items() if k != 'loss')})"
-    return f"{text} over {describe_loss(inner)}" if inner is not None and hasattr(inner, "forward") else text
-
-
 def _bf16(setting: str | bool) -> bool:
     import torch
 
@@ -142,16 +67,10 @@ def _bf16(setting: str | bool) -> bool:
     return setting
 
 
-def _add_teacher_targets(config: TrainStageConfig, context: StageContext, datasets, info):
+def _add_teacher_targets(config: TrainStageConfig, context: StageContext, datasets):
     """With a ``teacher``, add its embeddings to every row (for SDM distillation); returns (datasets, its dim)."""
     if config.teacher is None:
         return datasets, None
-    scored = [name for name, dataset in info.datasets.items() if dataset.loss == "cosent"]
-    if scored:
-        raise ConfigError(
-            f"stage {context.name!r}: a teacher stage trains every dataset on teacher labels; "
-            f"CoSENT datasets {scored} cannot share it (move them to another stage)"
-        )
     from embedforge.models import load_model
     from embedforge.training.teacher import add_teacher_embeddings
 
@@ -233,6 +152,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
     import torch
 
     from embedforge.data import load_training_datasets
+    from embedforge.losses.objective import build_objectives, describe_loss, release_objectives, router_aux_coef
     from embedforge.recipes.stage_paths import resolve_stage_paths
     from embedforge.training.backbones import prepare_backbone
     from embedforge.training.callbacks import RunSummaryCallback, ThroughputCallback
@@ -249,16 +169,15 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
     inference_length = model.max_seq_length
     if config.max_seq_length is not None:
         model.max_seq_length = config.max_seq_length  # train short; the saved model keeps inference_length
-    where = f"{context.recipe.source}: stages.{context.name}"
-    backbone = prepare_backbone(model, context.recipe.model, config, where)  # LoRA adapters, MoE router loss
+    backbone = prepare_backbone(model, context.recipe.model.lora, f"{context.recipe.source}: stages.{context.name}")
     datasets, info = load_training_datasets(
         resolve_stage_paths(config.datasets, directory.parent),  # "@mine/x.jsonl": an earlier stage's file
         seed=context.recipe.seed,
         temperature=config.sampling_temperature,
         eval_dirs=config.decontaminate_against or None,
     )
-    datasets, teacher_dim = _add_teacher_targets(config, context, datasets, info)
-    losses = backbone.wrap_losses(build_losses(config, model, info, world_size, teacher_dim), model, where)
+    datasets, teacher_dim = _add_teacher_targets(config, context, datasets)
+    losses = build_objectives(info.datasets, config, model, world_size, teacher_dim=teacher_dim)
     bf16 = _bf16(config.bf16)
     args = _training_arguments(config, context, info, world_size, split_batches, bf16)
     global_batch = config.batch_size * (1 if split_batches else world_size) * config.gradient_accumulation_steps
@@ -271,6 +190,9 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         "init": context.model_ref(config.init),
         **backbone.summary(),
     }
+    router_coef = router_aux_coef(model, config)
+    if router_coef is not None:
+        summary["router_aux_loss_coef"] = router_coef
     trainer = EmbedforgeTrainer(
         model=model,
         args=args,
@@ -292,6 +214,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         trainer.callback_handler.on_save(trainer.args, trainer.state, trainer.control)
 
     final = directory / "final"
+    release_objectives(losses)  # the MoE router hooks
     backbone.finish(trainer.model)  # merge LoRA adapters: `final` is a plain model
     losses_text = {name: describe_loss(loss) for name, loss in losses.items()}
     history = [e for e in trainer.state.log_history if "loss" in e]
