@@ -78,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-seq-length", type=int, default=64, help="training tokens per text")
     parser.add_argument("--eval-max-seq-length", type=int, default=128, help="evaluation tokens per text")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--tasks", nargs="*", default=DEFAULT_TASKS, help="task names under ../shared/data/eval")
+    parser.add_argument("--tasks", nargs="*", default=DEFAULT_TASKS, help="names under ../shared/data/eval or dirs")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--output", default=str(REPO / "runs" / "distillation"))
     parser.add_argument("--doc", default=str(REPO / "docs" / "results" / "distillation.md"), help="'' = none")

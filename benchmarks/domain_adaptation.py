@@ -3,7 +3,8 @@
     python benchmarks/domain_adaptation.py                  # CPU default (about 90 min on 2 cores): 3 seeds
     python benchmarks/domain_adaptation.py --resume         # after a kill: finished seeds are reused
     python benchmarks/domain_adaptation.py --steps 600 --seeds 5 --max-seq-length 256 --threads 0   # GPU scale
-    python benchmarks/domain_adaptation.py --steps 4 --seeds 1 --rows 64 --domains debian          # smoke test
+    python benchmarks/domain_adaptation.py --steps 4 --seeds 1 --rows 64 --domains debian \
+        --task-root DIR   # smoke test (DIR/DebianPackageRetrievalDev: a small task of the same layout)
 
 all-MiniLM-L6-v2 is adapted to two retrieval domains and scored on each domain's held-out queries:
 
@@ -111,6 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--range-max", type=int, default=50, help="ranks up to (not including) this one")
     parser.add_argument("--max-seq-length", type=int, default=128, help="tokens for training, mining, evaluation")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--task-root", default=str(SHARED_EVAL), help="folder holding the evaluation tasks")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--output", default=str(REPO / "runs" / "domain-adaptation"))
     parser.add_argument("--doc", default=str(REPO / "docs" / "results" / "domain_adaptation.md"), help="'' = none")
@@ -191,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     every = domains()
     for name in args.domains:
         domain = every[name]
-        tasks = load_tasks(task_dirs([domain["task"]]))
+        tasks = load_tasks(task_dirs([domain["task"]], Path(args.task_root)))
         experiment = Experiment(
             work / name, tasks, resume=args.resume, eval_options={"max_seq_length": args.max_seq_length}
         )
