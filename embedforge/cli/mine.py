@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from embedforge.data.config import DatasetConfig
     from embedforge.errors import ConfigError
-    from embedforge.mining import mine_hard_negatives, read_corpus, write_jsonl
+    from embedforge.mining import MiningOptions, mine_hard_negatives, read_corpus, write_jsonl
     from embedforge.models import load_model
 
     columns = {}
@@ -74,10 +74,7 @@ def run(args: argparse.Namespace) -> int:
     )
     corpus = read_corpus(args.corpus, column=args.corpus_column) if args.corpus else None
     model = load_model(args.model, max_seq_length=args.max_seq_length)
-    result = mine_hard_negatives(
-        model,
-        config,
-        corpus=corpus,
+    options = MiningOptions(
         range_min=args.range_min,
         range_max=args.range_max,
         num_negatives=args.num_negatives,
@@ -89,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
         output_format=args.output_format,
         batch_size=args.batch_size,
         use_faiss=args.faiss,
-        seed=args.seed,
     )
+    result = mine_hard_negatives(model, config, options, corpus=corpus, seed=args.seed)
     write_jsonl(result.dataset, args.output)
     stats = {k: v for k, v in result.stats.to_dict().items() if k != "settings"}
     sys.stdout.write(f"wrote {args.output}: {json.dumps(stats)}\n")

@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from embedforge.recipes.context import TrainSummary
     from embedforge.recipes.runner import train
 
     for noisy in ("mteb", "datasets", "matplotlib", "httpx"):
@@ -45,12 +46,15 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     out.write(f"\nrecipe finished in {result.seconds:.0f} s; final model: {result.final_model}\n")
     for name, stage in result.stages.items():
-        facts = {
-            k: stage.summary[k]
-            for k in ("steps", "train_seconds", "samples_per_second", "final_loss")
-            if k in stage.summary
-        }
-        out.write(f"  {name}: {facts}\n")
+        summary = stage.summary
+        if isinstance(summary, TrainSummary):
+            facts = {
+                "steps": summary.steps,
+                "train_seconds": summary.train_seconds,
+                "samples_per_second": summary.samples_per_second,
+                "final_loss": summary.final_loss,
+            }
+            out.write(f"  {name}: {facts}\n")
     if result.eval_reports:
         from embedforge.evaluation.report import leaderboard_markdown
 

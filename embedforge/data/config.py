@@ -96,6 +96,8 @@ class DatasetConfig:
     on_empty: str = "error"  # empty or missing text: error (names file:line) | skip (counted in the summary)
     seed: int | None = None  # per-dataset seed; None = the global seed
     decontaminate: bool = True  # drop rows whose texts occur in the evaluation data (when eval dirs are given)
+    label_names: bool = False  # classification/clustering: rows (text, its label's name, other labels' names)
+    # instead of example-based rows (KaLM-V2 §3.4.2; underscores in labels read as spaces; asymmetric by default)
 
     def __post_init__(self) -> None:
         where = f"dataset {self.name!r}" if isinstance(self.name, str) and self.name else "dataset"
@@ -116,6 +118,8 @@ class DatasetConfig:
                     "use loss: infonce"
                 )
         _check_choice(where, "negatives_fill", self.negatives_fill, ("drop", "random"))
+        if self.label_names and self.kind not in ("classification", "clustering"):
+            raise ConfigError(f"{where}: 'label_names' needs labelled texts (kind classification or clustering)")
         _check_choice(where, "on_empty", self.on_empty, ("error", "skip"))
         if not isinstance(self.columns, Mapping):
             raise ConfigError(f"{where}: 'columns' must be a mapping of canonical name -> file column")
@@ -153,7 +157,9 @@ class DatasetConfig:
     @property
     def is_symmetric(self) -> bool:
         """Whether the instruction goes on every text column (resolved default)."""
-        return self.kind in _SYMMETRIC_BY_DEFAULT if self.symmetric is None else self.symmetric
+        if self.symmetric is not None:
+            return self.symmetric
+        return self.kind in _SYMMETRIC_BY_DEFAULT and not self.label_names  # a label name is not a text of the kind
 
     @property
     def loss_name(self) -> str:

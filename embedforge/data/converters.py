@@ -260,6 +260,8 @@ def convert_classification(source: Source, config: DatasetConfig, rng: np.random
         )
     label_list = list(by_label)
     n = config.negatives_wanted if config.negatives_wanted is not None else 1
+    if config.label_names:
+        return _label_name_rows(texts, labels, label_list, n, rng, counts)
     rows: list[tuple[str, str, list[str]]] = []
     for text, label in zip(texts, labels, strict=True):
         positive = _other_text(texts, by_label[label], text, rng)
@@ -271,6 +273,24 @@ def convert_classification(source: Source, config: DatasetConfig, rng: np.random
         chosen = rng.choice(len(others), size=n, replace=replace) if n else []
         negatives = [texts[by_label[others[k]][rng.integers(len(by_label[others[k]]))]] for k in chosen]
         rows.append((text, positive, negatives))
+    return Converted(_rows_to_columns(rows, n).columns, counts)
+
+
+def _label_name_rows(
+    texts: list[str], labels: list[Hashable], label_list: list[Hashable], n: int, rng: np.random.Generator, counts
+) -> Converted:
+    """KaLM-V2 §3.4.2's label rows: (text, the name of its label, the names of n other labels).
+
+    Negatives are other labels of the dataset, without repetition while there are enough (else with, counted).
+    """
+    names = {label: str(label).replace("_", " ").strip() for label in label_list}
+    rows: list[tuple[str, str, list[str]]] = []
+    for text, label in zip(texts, labels, strict=True):
+        others = [names[other] for other in label_list if other != label]
+        if n > len(others):
+            counts["label_negatives_repeated"] += 1
+        chosen = rng.choice(len(others), size=n, replace=n > len(others)) if n else []
+        rows.append((text, names[label], [others[k] for k in chosen]))
     return Converted(_rows_to_columns(rows, n).columns, counts)
 
 

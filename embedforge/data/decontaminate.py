@@ -13,6 +13,13 @@ point at 182 documents that its test qrels also judge), and training on corpus d
 the benchmark's intended use. ``"judged"`` also collects the documents judged for the evaluation queries, ``"all"``
 the whole corpus. Training splits of evaluation tasks (``train_split``) are never collected: they are training
 data.
+
+Near duplicates (``near_duplicates=J``, beside the exact match): a training text is also contaminated when the
+Jaccard similarity of its word 3-gram set (normalized text; texts of fewer than three words are one shingle) with
+some evaluation text's reaches ``J`` — "A man is playing a guitar." against the test set's "A man is playing the
+guitar.". Candidates come from MinHash locality-sensitive hashing (Broder, 1997; 64 hashes in 16 bands of 4:
+a pair at ``J = 0.8`` becomes a candidate with probability ``1 - (1 - 0.8^4)^16 > 0.999``), and every candidate is
+confirmed with the exact Jaccard of the two shingle sets, so there are no false positives.
 """
 
 from __future__ import annotations
@@ -21,10 +28,13 @@ import hashlib
 import logging
 import re
 import unicodedata
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from embedforge.errors import ConfigError, DataError
 from embedforge.utils.io import iter_jsonl, open_text, read_json
@@ -55,23 +65,82 @@ def text_hash(text: str) -> int:
     return int.from_bytes(digest, "little")
 
 
+_SHINGLE_WORDS = 3
+_MINHASH_BANDS, _MINHASH_ROWS = 16, 4
+_MASKS = [int.from_bytes(hashlib.blake2b(bytes([i]), digest_size=8).digest(), "little") for i in range(64)]
+_MASK_ARRAY = np.array(_MASKS, dtype=np.uint64)
+_LOW64 = (1 << 64) - 1
+_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd: x -> x * M mod 2^64 is a permutation
+
+
+def shingles(text: str) -> frozenset[int]:
+    """Hashes of the normalized text's word 3-grams (the whole text when it has fewer words).
+
+    Python's own string hash (salted per process, fast): an index and its queries live in one process.
+    """
+    words = normalize_text(text).split(" ")
+    count = max(1, len(words) - _SHINGLE_WORDS + 1)
+    return frozenset(hash(tuple(words[i : i + _SHINGLE_WORDS])) & _LOW64 for i in range(count))
+
+
+def minhash_bands(shingle_set: frozenset[int]) -> list[tuple[int, ...]]:
+    """The 16 LSH band keys of a shingle set's 64-value MinHash signature (h_i(x) = ((x XOR m_i) * M) mod 2^64)."""
+    values = np.fromiter(shingle_set, dtype=np.uint64, count=len(shingle_set))  # (n,)
+    with np.errstate(over="ignore"):  # the multiplication wraps around mod 2^64 on purpose
+        signature = ((values[None, :] ^ _MASK_ARRAY[:, None]) * _MULTIPLIER).min(axis=1)  # (64,)
+    rows = signature.reshape(_MINHASH_BANDS, _MINHASH_ROWS).tolist()  # (16, 4)
+    return [(band, *row) for band, row in enumerate(rows)]
+
+
+def jaccard(a: frozenset[int], b: frozenset[int]) -> float:
+    """|a ∩ b| / |a ∪ b| (0 for two empty sets)."""
+    union = len(a | b)
+    return len(a & b) / union if union else 0.0
+
+
 @dataclass
 class EvalTextIndex:
-    """A set of hashes of normalized evaluation texts, with how many came from each task."""
+    """Hashes of normalized evaluation texts (exact match), with how many came from each task; with
+    ``near_duplicates`` also their shingle sets in a MinHash LSH index (see the module docstring)."""
 
     hashes: set[int] = field(default_factory=set)
     per_task: dict[str, int] = field(default_factory=dict)
+    near_duplicates: float | None = None  # Jaccard threshold on word 3-grams; None = exact match only
+    _shingles: list[frozenset[int]] = field(default_factory=list, repr=False)
+    _bands: dict[tuple[int, ...], list[int]] = field(default_factory=lambda: defaultdict(list), repr=False)
+
+    def __post_init__(self) -> None:
+        if self.near_duplicates is not None and not 0.0 < self.near_duplicates <= 1.0:
+            raise ConfigError(f"near_duplicates: a Jaccard threshold in (0, 1], got {self.near_duplicates!r}")
 
     def add(self, texts: Iterable[str], task: str = "texts") -> None:
         """Add texts (non-strings and empty strings are ignored)."""
         before = len(self.hashes)
         for text in texts:
             if isinstance(text, str) and text.strip():
-                self.hashes.add(text_hash(text))
+                digest = text_hash(text)
+                if digest in self.hashes:
+                    continue
+                self.hashes.add(digest)
+                if self.near_duplicates is not None:
+                    shingle_set = shingles(text)
+                    for key in minhash_bands(shingle_set):
+                        self._bands[key].append(len(self._shingles))
+                    self._shingles.append(shingle_set)
         self.per_task[task] = self.per_task.get(task, 0) + len(self.hashes) - before
 
+    def contains(self, text: str) -> bool:
+        """Whether ``text`` matches an evaluation text: exactly (normalized), or as a near duplicate when enabled."""
+        if text_hash(text) in self.hashes:
+            return True
+        if self.near_duplicates is None:
+            return False
+        shingle_set = shingles(text)
+        candidates = {i for key in minhash_bands(shingle_set) for i in self._bands.get(key, ())}
+        return any(jaccard(shingle_set, self._shingles[i]) >= self.near_duplicates for i in candidates)
+
     def __contains__(self, text: object) -> bool:
-        return isinstance(text, str) and text_hash(text) in self.hashes
+        return isinstance(text, str) and self.contains(text)
 
     def __len__(self) -> int:
         return len(self.hashes)
@@ -83,6 +152,7 @@ class EvalTextIndex:
         *,
         splits: Sequence[str] | None = None,
         retrieval_documents: str = "none",
+        near_duplicates: float | None = None,
     ) -> EvalTextIndex:
         """Index the evaluation texts of task directories (see the module docstring for what is collected).
 
@@ -90,10 +160,11 @@ class EvalTextIndex:
             task_dirs: task directories, or directories *containing* task directories (e.g. ``shared/data/eval``).
             splits: splits to collect; ``None`` = each task's ``eval_split``.
             retrieval_documents: ``none`` | ``judged`` | ``all``.
+            near_duplicates: also match near duplicates at this word-3-gram Jaccard (None: exact match only).
         """
         if retrieval_documents not in ("none", "judged", "all"):
             raise ConfigError(f"retrieval_documents must be none|judged|all, got {retrieval_documents!r}")
-        index = cls()
+        index = cls(near_duplicates=near_duplicates)
         for directory in _expand_task_dirs(task_dirs):
             meta = read_json(directory / "task.json")
             name = str(meta.get("name", directory.name))
@@ -129,11 +200,11 @@ def contaminated_rows(
         for column in present:
             value = columns[column][i]
             if isinstance(value, str):
-                if text_hash(value) in index.hashes:
+                if index.contains(value):
                     dropped = True
                     break
             elif isinstance(value, list):
-                cleaned = [v for v in value if not (isinstance(v, str) and text_hash(v) in index.hashes)]
+                cleaned = [v for v in value if not (isinstance(v, str) and index.contains(v))]
                 items_removed += len(value) - len(cleaned)
                 columns[column][i] = cleaned
         if not dropped:

@@ -178,15 +178,41 @@ def model_prompts(
 
 def task_types_from_dirs(task_dirs: Iterable[str]) -> dict[str, str]:
     """``{task name: task type}`` read from the ``task.json`` of each evaluation task directory."""
+    return {name: task_type for name, (task_type, _) in _task_meta(task_dirs).items()}
+
+
+def task_instructions_from_dirs(task_dirs: Iterable[str]) -> dict[str, str]:
+    """``{task name: instruction}`` from the ``instruction`` key of each task directory's ``task.json`` (when set).
+
+    ``task_dirs`` may name task directories or folders of them (like ``eval.task_root``).
+    """
+    return {name: instruction for name, (_, instruction) in _task_meta(task_dirs).items() if instruction}
+
+
+def evaluation_prompts(
+    task_dirs: Iterable[str], instructions: Mapping[str, str] | None = None, template: str | None = None
+) -> dict[str, str]:
+    """The prompts an instruction-trained model is saved with: per-task instructions from ``task.json``, then
+    ``instructions`` (task name or MTEB type -> instruction; a recipe's ``eval.instructions``) over them, then the
+    per-type defaults (see :func:`model_prompts`)."""
+    task_dirs = list(task_dirs)
+    merged = {**task_instructions_from_dirs(task_dirs), **(instructions or {})}
+    return model_prompts(merged, task_types=task_types_from_dirs(task_dirs), template=template)
+
+
+def _task_meta(task_dirs: Iterable[str]) -> dict[str, tuple[str, str | None]]:
     from pathlib import Path
 
     from embedforge.utils.io import read_json
 
-    types: dict[str, str] = {}
-    for directory in task_dirs:
-        meta = read_json(Path(directory) / "task.json")
-        types[meta.get("name", Path(directory).name)] = meta["type"]
-    return types
+    found: dict[str, tuple[str, str | None]] = {}
+    for entry in task_dirs:
+        path = Path(entry)
+        directories = [path] if (path / "task.json").is_file() else sorted(p.parent for p in path.glob("*/task.json"))
+        for directory in directories:
+            meta = read_json(directory / "task.json")
+            found[meta.get("name", directory.name)] = (meta["type"], meta.get("instruction"))
+    return found
 
 
 def _expected_columns(config: DatasetConfig) -> list[str]:

@@ -27,13 +27,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def truncate_and_normalize(embeddings: np.ndarray, dim: int | None) -> np.ndarray:
-    """Matryoshka view: the first ``dim`` coordinates, L2-renormalized. ``None``/full size: unchanged."""
-    if dim is None or dim >= embeddings.shape[1]:
-        return embeddings
-    return truncate_and_renormalize(embeddings, dim)
-
-
 class CachedEncoder(SentenceTransformerEncoderWrapper):
     """mteb encoder over a SentenceTransformer with an embedding cache and a Matryoshka dimension."""
 
@@ -65,7 +58,7 @@ class CachedEncoder(SentenceTransformerEncoderWrapper):
     ) -> np.ndarray:
         texts = [text for batch in inputs for text in batch["text"]]
         prompt = get_prompt(self.model_prompts, task_metadata, prompt_type)
-        return truncate_and_normalize(self.embed(texts, prompt=prompt, prompt_type=prompt_type), self.dim)
+        return truncate_and_renormalize(self.embed(texts, prompt=prompt, prompt_type=prompt_type), self.dim)
 
     def embed(self, texts: list[str], *, prompt: str | None, prompt_type: PromptType | None) -> np.ndarray:
         """Full-size embeddings of ``texts`` (cached ones reused, the rest encoded once each)."""

@@ -34,6 +34,7 @@ _KNOWN = {
     "note",
     "protocol",
     "description",
+    "instruction",
 }
 
 
@@ -52,6 +53,7 @@ class TaskSpec:
     train_split: str = "train"  # Classification: split the logistic regression is trained on
     subset: str | None = None  # MTEB subset (hf_subset) for multilingual tasks
     note: str | None = None
+    instruction: str | None = None  # the task's instruction for instruction-trained models (e.g. KaLM-V2 Table 12)
     protocol: dict[str, Any] = field(default_factory=dict)  # MTEB task attribute overrides
 
     @property
@@ -108,6 +110,7 @@ def load_task_spec(directory: str | os.PathLike[str]) -> TaskSpec:
         same_data_as_mteb=bool(raw.get("same_data_as_mteb", False)),
         score_range=score_range,
         train_split=str(raw.get("train_split", "train")),
+        instruction=raw.get("instruction"),
         subset=raw.get("subset"),
         note=raw.get("note"),
         protocol=dict(protocol),

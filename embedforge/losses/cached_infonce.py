@@ -7,11 +7,7 @@ from typing import Any
 
 import torch
 import tqdm
-from sentence_transformers.base.losses.gradcache import (
-    CachedLossMixin,
-    _validate_mini_batch_num_tokens,
-    has_static_embedding_input,
-)
+from sentence_transformers.base.losses.gradcache import CachedLossMixin, has_static_embedding_input
 from torch import Tensor, nn
 
 from embedforge.errors import ConfigError
@@ -124,13 +120,12 @@ class CachedInfoNCELoss(ForwardsWrappedOptions, CachedLossMixin, nn.Module):
             raise ConfigError(
                 f"{type(self).__name__}: mini_batch_size={mini_batch_size!r} is invalid; it must be an integer > 0."
             )
-        try:
-            _validate_mini_batch_num_tokens(mini_batch_num_tokens)
-        except ValueError:
+        tokens = mini_batch_num_tokens
+        if not (tokens is None or (isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0)):
             raise ConfigError(
                 f"{type(self).__name__}: mini_batch_num_tokens={mini_batch_num_tokens!r} is invalid; "
                 "it must be an integer > 0 or null."
-            ) from None
+            )
         if model is not None and has_static_embedding_input(model):
             raise ConfigError(
                 f"{type(self).__name__} cannot split a StaticEmbedding model's inputs into mini-batches."

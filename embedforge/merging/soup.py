@@ -37,6 +37,7 @@ from embedforge.errors import ConfigError, did_you_mean
 from embedforge.merging.cocktail import DEFAULT_TEMPERATURE, cocktail_weights, example_loss
 from embedforge.merging.uniform import uniform_weights
 from embedforge.merging.weighted import normalize_weights, weighted_average
+from embedforge.utils.registry import Registry
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -56,15 +57,12 @@ class MergeMethod:
     needs_examples: bool = False  # weights come from example losses
 
 
-MERGE_METHODS: dict[str, MergeMethod] = {}
+MERGE_METHODS: Registry[MergeMethod] = Registry("merge method")
 
 
 def register_merge_method(method: MergeMethod) -> MergeMethod:
     """Add a merge method; names are unique."""
-    if method.name in MERGE_METHODS:
-        raise ValueError(f"merge method {method.name!r} is already registered")
-    MERGE_METHODS[method.name] = method
-    return method
+    return MERGE_METHODS.register(method.name, method)
 
 
 register_merge_method(MergeMethod("uniform", "uniform soup: θ = (1/n) Σ θ_i (Wortsman et al., 2022)"))

@@ -22,7 +22,7 @@ _EXPORTS = {
     "MINABLE_KINDS": "embedforge.mining.miner",
     "MiningResult": "embedforge.mining.miner",
     "MiningStats": "embedforge.mining.miner",
-    "check_mining_options": "embedforge.mining.miner",
+    "MiningOptions": "embedforge.mining.miner",
     "load_pairs": "embedforge.mining.miner",
     "mine_hard_negatives": "embedforge.mining.miner",
     "write_jsonl": "embedforge.mining.miner",

@@ -98,37 +98,53 @@ class MiningResult:
     stats: MiningStats
 
 
-def check_mining_options(
-    *,
-    range_min: int,
-    range_max: int,
-    num_negatives: int,
-    sampling: str,
-    output_format: str,
-    batch_size: int = 1,
-    where: str = "",
-) -> None:
-    """Raise :class:`ConfigError` naming the option when the mining options cannot work together."""
-    prefix = f"{where}." if where else ""
-    if range_min < 0:
-        raise ConfigError(f"{prefix}range_min: must be >= 0, got {range_min}")
-    if range_max <= range_min:
-        raise ConfigError(f"{prefix}range_max: must be greater than range_min ({range_min}), got {range_max}")
-    if num_negatives < 1:
-        raise ConfigError(f"{prefix}num_negatives: must be >= 1, got {num_negatives}")
-    if num_negatives > range_max - range_min:
-        raise ConfigError(
-            f"{prefix}num_negatives: {num_negatives} negatives do not fit in ranks [{range_min}, {range_max}); "
-            "lower num_negatives or widen the window"
-        )
-    if sampling not in SAMPLING:
-        raise ConfigError(f"{prefix}sampling: {sampling!r} is not valid.{did_you_mean(str(sampling), SAMPLING)}")
-    if output_format not in OUTPUT_FORMATS:
-        raise ConfigError(
-            f"{prefix}output_format: {output_format!r} is not valid.{did_you_mean(str(output_format), OUTPUT_FORMATS)}"
-        )
-    if batch_size < 1:
-        raise ConfigError(f"{prefix}batch_size: must be >= 1, got {batch_size}")
+@dataclass(kw_only=True)
+class MiningOptions:
+    """How negatives are chosen: one object, passed whole (the ``mine`` stage's config is one, so is the CLI's)."""
+
+    range_min: int = 50  # first rank (0-based; positives and filtered candidates excluded) a negative may take
+    range_max: int = 100  # ranks up to, not including, this one (KaLM-V2: 50-100)
+    num_negatives: int = 7  # negatives per row (KaLM-V2: 7); rows that cannot fill them are dropped
+    sampling: str = "random"  # random: a seeded sample of the window | top: its first num_negatives
+    relative_margin: float | None = 0.05  # false negatives: drop s(q,d) > s+ - |s+| * margin (NV-Retriever 95%)
+    absolute_margin: float | None = None  # false negatives: drop s(q,d) > s+ - margin (the loss's rule)
+    max_score: float | None = None  # drop candidates with s(q,d) above this
+    min_score: float | None = None  # drop candidates with s(q,d) below this
+    output_format: str = "n-tuple"  # n-tuple: anchor, positive, negative_1..n | triplet: one row per negative
+    batch_size: int = 64  # encoding batch size
+    use_faiss: bool = False  # faiss inner-product search (large pools) instead of chunked torch.topk
+
+    def check(self, where: str = "") -> None:
+        """Raise :class:`ConfigError` naming the option when the options cannot work together."""
+        prefix = f"{where}." if where else ""
+        if self.range_min < 0:
+            raise ConfigError(f"{prefix}range_min: must be >= 0, got {self.range_min}")
+        if self.range_max <= self.range_min:
+            raise ConfigError(
+                f"{prefix}range_max: must be greater than range_min ({self.range_min}), got {self.range_max}"
+            )
+        if self.num_negatives < 1:
+            raise ConfigError(f"{prefix}num_negatives: must be >= 1, got {self.num_negatives}")
+        if self.num_negatives > self.range_max - self.range_min:
+            raise ConfigError(
+                f"{prefix}num_negatives: {self.num_negatives} negatives do not fit in ranks "
+                f"[{self.range_min}, {self.range_max}); lower num_negatives or widen the window"
+            )
+        if self.sampling not in SAMPLING:
+            raise ConfigError(
+                f"{prefix}sampling: {self.sampling!r} is not valid.{did_you_mean(str(self.sampling), SAMPLING)}"
+            )
+        if self.output_format not in OUTPUT_FORMATS:
+            raise ConfigError(
+                f"{prefix}output_format: {self.output_format!r} is not valid."
+                f"{did_you_mean(str(self.output_format), OUTPUT_FORMATS)}"
+            )
+        if self.batch_size < 1:
+            raise ConfigError(f"{prefix}batch_size: must be >= 1, got {self.batch_size}")
+
+    def values(self) -> dict[str, Any]:
+        """The options alone (a subclass, e.g. the ``mine`` stage's config, may carry more fields)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(MiningOptions)}
 
 
 def load_pairs(config: DatasetConfig, seed: int = 0) -> tuple[Dataset, str, str, list[str]]:
@@ -168,23 +184,14 @@ def load_pairs(config: DatasetConfig, seed: int = 0) -> tuple[Dataset, str, str,
 def mine_hard_negatives(
     model: SentenceTransformer | str | os.PathLike[str],
     data: DatasetConfig | Mapping[str, Any] | Dataset,
+    options: MiningOptions | None = None,
     *,
     corpus: Sequence[str] | None = None,
-    range_min: int = 50,
-    range_max: int = 100,
-    num_negatives: int = 7,
-    relative_margin: float | None = 0.05,
-    absolute_margin: float | None = None,
-    max_score: float | None = None,
-    min_score: float | None = None,
-    sampling: str = "random",
-    output_format: str = "n-tuple",
     query_prompt: str | None = None,
     corpus_prompt: str | None = None,
-    batch_size: int = 64,
-    use_faiss: bool = False,
     seed: int = 0,
     keep_scores: bool = False,
+    **option_values: Any,
 ) -> MiningResult:
     """Mine hard negatives for (anchor, positive) data with ``model`` (see the module docstring).
 
@@ -194,19 +201,10 @@ def mine_hard_negatives(
             mapping, or a ``datasets.Dataset`` with ``anchor`` and ``positive`` columns.
         corpus: extra candidate texts (e.g. :func:`~embedforge.mining.corpus.read_corpus`); the positives are
             always candidates.
-        range_min: first rank (0-based, positives and filtered candidates excluded) a negative may come from.
-        range_max: ranks up to, not including, this one.
-        num_negatives: negatives per row; rows that cannot fill them are dropped (counted).
-        relative_margin: drop candidates with ``s(q, d) > s⁺ - |s⁺| · relative_margin`` (None: off).
-        absolute_margin: drop candidates with ``s(q, d) > s⁺ - absolute_margin`` (None: off).
-        max_score: drop candidates with ``s(q, d) > max_score`` (None: off).
-        min_score: drop candidates with ``s(q, d) < min_score`` (None: off).
-        sampling: ``random`` (a seeded sample of the window) or ``top`` (its first ``num_negatives``).
-        output_format: ``n-tuple`` (``anchor, positive, negative_1..n``) or ``triplet`` (one row per negative).
+        options: how negatives are chosen (:class:`MiningOptions`); or give its fields as keywords
+            (``range_min=10, num_negatives=4``), not both.
         query_prompt: prompt prepended to anchors; None = the dataset's (a ``Dataset``: no prompt).
         corpus_prompt: prompt prepended to candidates; None = the dataset's (a ``Dataset``: no prompt).
-        batch_size: encoding batch size.
-        use_faiss: search with a faiss inner-product index (large pools) instead of chunked ``torch.topk``.
         seed: seed for the random sampling (and for a dataset config's ``max_rows`` subset).
         keep_scores: keep sentence-transformers' ``scores`` column ``[s⁺, s⁻_1, ...]``.
 
@@ -219,14 +217,15 @@ def mine_hard_negatives(
     """
     from datasets import Dataset
 
-    check_mining_options(
-        range_min=range_min,
-        range_max=range_max,
-        num_negatives=num_negatives,
-        sampling=sampling,
-        output_format=output_format,
-        batch_size=batch_size,
-    )
+    if options is not None and option_values:
+        raise ConfigError(f"pass the mining options as one MiningOptions or as keywords, not both: {option_values}")
+    if options is None:
+        valid = [f.name for f in dataclasses.fields(MiningOptions)]
+        for key in option_values:
+            if key not in valid:
+                raise ConfigError(f"unknown mining option {key!r}.{did_you_mean(key, valid)}")
+        options = MiningOptions(**option_values)
+    options.check()
     started = time.perf_counter()
     if isinstance(data, Mapping):
         data = DatasetConfig.from_dict(data)
@@ -254,36 +253,24 @@ def mine_hard_negatives(
     pairs = list(dict.fromkeys(zip(anchors, positives, strict=True)))
     max_positives = max(Counter(anchor for anchor, _ in pairs).values())
     pool = list(dict.fromkeys([*(corpus or []), *extra, *positives]))
-    if len(pool) - max_positives < range_min + num_negatives:
+    if len(pool) - max_positives < options.range_min + options.num_negatives:
         raise ConfigError(
             f"dataset {name!r}: the candidate pool has {len(pool)} texts (up to {max_positives} positives per "
-            f"anchor), too few for {num_negatives} negatives from rank {range_min} on; lower range_min / "
-            "num_negatives, or add a corpus"
+            f"anchor), too few for {options.num_negatives} negatives from rank {options.range_min} on; "
+            "lower range_min / num_negatives, or add a corpus"
         )
     if isinstance(model, str | os.PathLike):
         from embedforge.models import load_model
 
         model = load_model(model)
-    settings = {
-        "range_min": range_min,
-        "range_max": range_max,
-        "num_negatives": num_negatives,
-        "sampling": sampling,
-        "relative_margin": relative_margin,
-        "absolute_margin": absolute_margin,
-        "max_score": max_score,
-        "min_score": min_score,
-        "output_format": output_format,
-        "query_prompt": query_prompt,
-        "corpus_prompt": corpus_prompt,
-        "seed": seed,
-    }
+    search = {k: v for k, v in options.values().items() if k not in ("batch_size", "use_faiss")}
+    settings = {**search, "query_prompt": query_prompt, "corpus_prompt": corpus_prompt, "seed": seed}
     logger.info(
         "%s: mining %d negatives from ranks [%d, %d) for %d pairs over %d candidates (%s)",
         name,
-        num_negatives,
-        range_min,
-        range_max,
+        options.num_negatives,
+        options.range_min,
+        options.range_max,
         len(pairs),
         len(pool),
         ", ".join(f"{k}={v!r}" for k, v in settings.items() if v is not None and "prompt" not in k),
@@ -292,22 +279,12 @@ def mine_hard_negatives(
         rows,
         model,
         corpus=[*(corpus or []), *extra] or None,
-        range_min=range_min,
-        range_max=range_max,
-        num_negatives=num_negatives,
-        relative_margin=relative_margin,
-        absolute_margin=absolute_margin,
-        max_score=max_score,
-        min_score=min_score,
-        sampling=sampling,
-        output_format=output_format,
+        **options.values(),
         query_prompt=query_prompt,
         corpus_prompt=corpus_prompt,
-        batch_size=batch_size,
-        use_faiss=use_faiss,
         seed=seed,
     )
-    complete = _complete_pairs(mined, num_negatives)
+    complete = _complete_pairs(mined, options.num_negatives)
     mined, anchor_as_negative = _drop_anchor_negatives(mined)
     if anchor_as_negative:
         logger.warning(
@@ -324,14 +301,15 @@ def mine_hard_negatives(
         name,
         stats.rows,
         stats.rows_without_enough_negatives,
-        num_negatives,
+        options.num_negatives,
         stats.filtered_candidates or "none",
         _fmt(stats.mean_positive_score),
         _fmt(stats.mean_negative_score),
     )
     if stats.rows == 0:
         raise DataError(
-            f"dataset {name!r}: no row got {num_negatives} negatives from ranks [{range_min}, {range_max}) "
+            f"dataset {name!r}: no row got {options.num_negatives} negatives from ranks "
+            f"[{options.range_min}, {options.range_max}) "
             f"(filtered: {stats.filtered_candidates or 'none'})",
             source,
             hint="widen the window, lower num_negatives, or loosen relative_margin / absolute_margin / max_score",

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embedforge.errors import ConfigError, did_you_mean
+from embedforge.utils.registry import Registry
 
 if TYPE_CHECKING:
     import torch
@@ -69,15 +70,12 @@ class DecoderFamily:
 
 #: model_type -> verified family. Add one with :func:`register_decoder_family` *and* add its tiny
 #: config to ``embedforge.models.tiny.TINY_CONFIGS`` so the attention tests cover it.
-DECODER_FAMILIES: dict[str, DecoderFamily] = {}
+DECODER_FAMILIES: Registry[DecoderFamily] = Registry("decoder family")
 
 
 def register_decoder_family(family: DecoderFamily) -> DecoderFamily:
     """Add ``family`` to :data:`DECODER_FAMILIES` (model types must be unique)."""
-    if family.model_type in DECODER_FAMILIES:
-        raise ValueError(f"decoder family {family.model_type!r} is already registered")
-    DECODER_FAMILIES[family.model_type] = family
-    return family
+    return DECODER_FAMILIES.register(family.model_type, family)
 
 
 for _family in (

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from embedforge.errors import ConfigError, EmbedforgeError, did_you_mean
+from embedforge.utils.registry import Registry
 
 
 def cache_root() -> Path:
@@ -40,18 +41,18 @@ class Preset:
     aliases: tuple[str, ...] = field(default_factory=tuple)
 
 
-PRESETS: dict[str, Preset] = {}
-_ALIASES: dict[str, str] = {}
+PRESETS: Registry[Preset] = Registry("preset")
+_ALIASES: Registry[str] = Registry("preset name")  # name or alias -> preset name
 
 
 def register_preset(preset: Preset) -> Preset:
     """Add ``preset`` to the registry; names and aliases must be unique."""
     for key in (preset.name, *preset.aliases):
         if key in _ALIASES:
-            raise ValueError(f"preset name {key!r} is already registered (by {_ALIASES[key]!r})")
-    PRESETS[preset.name] = preset
+            raise ConfigError(f"preset name {key!r} is already registered (by {_ALIASES[key]!r})")
+    PRESETS.register(preset.name, preset)
     for key in (preset.name, *preset.aliases):
-        _ALIASES[key] = preset.name
+        _ALIASES.register(key, preset.name)
     return preset
 
 

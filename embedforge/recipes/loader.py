@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from embedforge.errors import ConfigError, did_you_mean
+from embedforge.recipes import stages as _stages  # noqa: F401 - importing the stage modules registers them
 from embedforge.recipes.schema import STAGE_TYPES, Recipe
 from embedforge.recipes.stage_paths import check_stage_paths
 from embedforge.utils.config import dataclass_from_dict
@@ -25,7 +26,6 @@ from embedforge.utils.config import dataclass_from_dict
 
 def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> Recipe:
     """Read ``path`` and return the validated :class:`Recipe` (with ``overrides`` applied)."""
-    _register_builtin_stages()
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: recipe file not found")
@@ -45,7 +45,6 @@ def load_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
 
 def recipe_from_dict(data: Mapping[str, Any], source: str = "recipe") -> Recipe:
     """Validate a recipe mapping (paths already resolved) into a :class:`Recipe`."""
-    _register_builtin_stages()
     data = dict(data)
     stages = data.pop("stages", None)
     if not isinstance(stages, Mapping) or not stages:
@@ -157,8 +156,3 @@ def _resolve_fields(mapping: Any, keys: Sequence[str], resolve) -> None:
             mapping[key] = [resolve(v) for v in value]
         elif value is not None:
             mapping[key] = resolve(value)
-
-
-def _register_builtin_stages() -> None:
-    # importing the stage modules registers them (kept out of module import for start-up speed)
-    from embedforge.recipes.stages import evaluate, merge, mine, train  # noqa: F401

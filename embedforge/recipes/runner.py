@@ -18,82 +18,18 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from embedforge.errors import ConfigError
+from embedforge.recipes.context import StageContext, StageResult, StageSummary, summary_from_dict
+from embedforge.recipes.loader import load_recipe
 from embedforge.recipes.schema import STAGE_TYPES, Recipe
 from embedforge.utils.config import to_plain
 from embedforge.utils.io import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
+    pass
 
 logger = logging.getLogger(__name__)
 
 STAGE_DONE = "stage.json"
-
-
-@dataclass
-class StageResult:
-    """What a stage leaves for the next ones."""
-
-    model_path: str | None = None  # the stage's model (a SentenceTransformer folder), if it makes one
-    summary: dict[str, Any] = field(default_factory=dict)  # facts for the model card and the logs
-
-
-@dataclass
-class StageContext:
-    """What a stage's ``run`` gets besides its config."""
-
-    recipe: Recipe
-    name: str  # stage name
-    directory: Path  # <output_dir>/<stage>
-    resume: bool
-    models: dict[str, str]  # "base" and every finished model-producing stage -> model path/preset
-    previous_model: str  # the model the previous stage ended with (the base for the first)
-    summaries: dict[str, dict[str, Any]]  # finished stages' summaries
-
-    def model_ref(self, ref: str | None) -> str:
-        """Resolve a stage's ``init``/``model`` reference: None = previous model, "base", a stage name, a folder."""
-        if ref is None:
-            return self.previous_model
-        if ref in self.models:
-            return self.models[ref]
-        if ref in self.recipe.stages:
-            raise ConfigError(
-                f"{self.recipe.source}: stages.{self.name}: refers to stage {ref!r}, which has not run before it"
-            )
-        return ref
-
-    def load_model(self, ref: str | None) -> SentenceTransformer:
-        """Load the referenced model; the base gets the recipe's model options.
-
-        The decoder options (``bidirectional``, ``dtype``, ``padding_side``, ``attn_implementation``) apply
-        to every model a stage loads, so a causal recipe stays causal from stage to stage. LoRA is not
-        attached here: the train stage does that (:mod:`embedforge.training.backbones`).
-        """
-        from embedforge.models import load_model
-
-        target = self.model_ref(ref)
-        options = self.recipe.model
-        decoder = {
-            "bidirectional": options.bidirectional,
-            "dtype": options.dtype,
-            "padding_side": options.padding_side,
-            "attn_implementation": options.attn_implementation,
-        }
-        if target == self.models["base"]:
-            model = load_model(
-                target,
-                max_seq_length=options.max_seq_length,
-                pooling=options.pooling,
-                normalize=options.normalize,
-                **decoder,
-            )
-        else:
-            model = load_model(target, **decoder)
-        if not options.include_prompt:
-            for module in model:
-                if hasattr(module, "include_prompt"):
-                    module.include_prompt = False
-        return model
 
 
 @dataclass
@@ -140,14 +76,15 @@ def run_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = False)
     models = {"base": recipe.model.base}
     previous = recipe.model.base
     results: dict[str, StageResult] = {}
-    summaries: dict[str, dict[str, Any]] = {}
+    summaries: dict[str, StageSummary] = {}
     for name, config in recipe.stages.items():
         stage_type = STAGE_TYPES[config.type]
         directory = output / name
         done = directory / STAGE_DONE
         if resume and done.is_file():
             saved = json.loads(done.read_text())
-            result = StageResult(model_path=saved.get("model_path"), summary=saved.get("summary", {}))
+            summary = summary_from_dict(stage_type.summary_class, saved.get("summary", {}))
+            result = StageResult(model_path=saved.get("model_path"), summary=summary)
             logger.info("stage %s: already finished, skipping (%s)", name, done)
         else:
             directory.mkdir(parents=True, exist_ok=True)
@@ -155,9 +92,13 @@ def run_recipe(recipe: Recipe, *, resume: bool = False, overwrite: bool = False)
             logger.info("stage %s (%s): starting in %s", name, config.type, directory)
             stage_started = time.perf_counter()
             result = stage_type.run(config, context)
-            result.summary.setdefault("seconds", round(time.perf_counter() - stage_started, 1))
+            seconds = round(time.perf_counter() - stage_started, 1)
+            if isinstance(result.summary, StageSummary):
+                result.summary.seconds = seconds
+            else:  # a stage type registered elsewhere may still report plain data
+                result.summary.setdefault("seconds", seconds)
             if state.is_main_process:
-                atomic_write_json(done, {"model_path": result.model_path, "summary": result.summary})
+                atomic_write_json(done, {"model_path": result.model_path, "summary": to_plain(result.summary)})
             state.wait_for_everyone()
         results[name] = result
         summaries[name] = result.summary
@@ -210,8 +151,6 @@ def train(
     overwrite: bool = False,
 ) -> RecipeResult:
     """Load a recipe YAML (with ``--set``-style ``overrides``) and run it; what ``embedforge train`` does."""
-    from embedforge.recipes.loader import load_recipe
-
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides)
     elif overrides:

@@ -14,7 +14,9 @@ from typing import Any
 from embedforge.data.config import DatasetConfig
 from embedforge.errors import ConfigError
 from embedforge.losses.objective import ObjectiveConfig
+from embedforge.mining.miner import MiningOptions
 from embedforge.models.lora import LoraConfig
+from embedforge.utils.registry import Registry
 
 
 @dataclass
@@ -48,6 +50,8 @@ class EvalConfig:
     dims: list[int] | None = None  # Matryoshka dimensions (None: full)
     batch_size: int = 32  # encoding batch size
     compare_base: bool = True  # also evaluate the base model and print both rows
+    instructions: dict[str, str] = field(default_factory=dict)  # task name or MTEB type -> instruction saved as
+    # the model's prompt for it (over the task.json `instruction`; instruction-trained recipes only)
 
 
 @dataclass(kw_only=True)
@@ -82,7 +86,9 @@ class TrainStageConfig(ObjectiveConfig):
     save_steps: int = 500  # checkpoint every N steps (always one at the end)
     save_total_limit: int | None = 2  # keep the newest N checkpoints
     logging_steps: int = 10  # log loss, learning rate and samples/s every N steps
-    decontaminate_against: list[str] = field(default_factory=list)  # eval task dirs/roots whose texts are removed
+    decontaminate_against: list[str] | None = None  # eval task dirs/roots whose texts are removed (None: the
+    # recipe's eval tasks, so decontamination is on wherever the recipe evaluates; []: this stage opts out)
+    decontaminate_near_duplicates: float | None = None  # also near duplicates: word-3-gram Jaccard >= this (MinHash)
     trainer_args: dict[str, Any] = field(default_factory=dict)  # passed to SentenceTransformerTrainingArguments
 
 
@@ -98,6 +104,34 @@ class EvalStageConfig:
     batch_size: int = 32
 
 
+@dataclass(kw_only=True)
+class MineStageConfig(MiningOptions):
+    """Mine hard negatives for each dataset with a model of the recipe (see :mod:`embedforge.mining`).
+
+    The mining keys (``range_min``, ``range_max``, ``num_negatives``, ``sampling``, the margins, ...) are
+    :class:`~embedforge.mining.miner.MiningOptions`'s; the stage passes itself whole as the options.
+    """
+
+    datasets: list[DatasetConfig]  # sources of (anchor, positive) pairs: pairs|triplets|retrieval|nli|sts
+    type: str = "mine"
+    model: str | None = None  # None = the previous stage's model; "base"; a stage name; a folder
+    corpus: str | list[str] | None = None  # extra candidate texts for every dataset: jsonl (text), BEIR dir, .txt
+    corpus_column: str = "text"  # jsonl field holding a corpus text
+    seed: int | None = None  # sampling seed; None = the recipe's seed
+
+
+@dataclass
+class MergeStageConfig:
+    """Average the parameters of models of the recipe (see :mod:`embedforge.merging`)."""
+
+    models: list[str]  # stage names, "<stage>/checkpoint-N", "base", or model folders (at least two)
+    type: str = "merge"
+    method: str | None = None  # uniform | weighted | cocktail; None = weighted if weights are given, else uniform
+    weights: list[float] | None = None  # weighted: one per model (normalized to sum to 1)
+    datasets: list[DatasetConfig] = field(default_factory=list)  # cocktail: a few target-task examples (max_rows)
+    temperature: float = 5.0  # cocktail: T in softmax(-loss / T) (LM-Cocktail's default)
+
+
 @dataclass
 class StageType:
     """A registered stage type: its config dataclass and its ``run(config, context) -> StageResult``."""
@@ -107,17 +141,15 @@ class StageType:
     run: Callable[..., Any]
     path_fields: tuple[str, ...] = ()  # config keys holding paths (resolved relative to the recipe file)
     produces_model: bool = True  # whether the stage's output is a model later stages start from
+    summary_class: type | None = None  # its StageSummary dataclass (how stage.json is read back on --resume)
 
 
-STAGE_TYPES: dict[str, StageType] = {}
+STAGE_TYPES: Registry[StageType] = Registry("stage type")
 
 
 def register_stage_type(stage_type: StageType) -> StageType:
     """Add a stage type; names are unique."""
-    if stage_type.name in STAGE_TYPES:
-        raise ValueError(f"stage type {stage_type.name!r} is already registered")
-    STAGE_TYPES[stage_type.name] = stage_type
-    return stage_type
+    return STAGE_TYPES.register(stage_type.name, stage_type)
 
 
 @dataclass

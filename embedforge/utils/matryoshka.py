@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 
-def truncate_and_renormalize(rows: np.ndarray, dimensions: int) -> np.ndarray:
+def truncate_and_renormalize(rows: np.ndarray, dimensions: int | None) -> np.ndarray:
     """Keep the first ``dimensions`` columns and L2-normalize each row: ``e[:d] / max(||e[:d]||, 1e-12)``.
+
+    ``None`` (or the full width, or more) returns ``rows`` unchanged: the model's own embedding.
 
     Computed with sentence-transformers' own helpers (``torch.nn.functional.normalize`` in float32, the op
     ``SentenceTransformer.encode(normalize_embeddings=True)`` uses), so the result is bit-identical to a
@@ -15,11 +17,13 @@ def truncate_and_renormalize(rows: np.ndarray, dimensions: int) -> np.ndarray:
 
     Args:
         rows: ``(n, D)`` float embeddings.
-        dimensions: ``1 <= dimensions <= D``.
+        dimensions: ``1 <= dimensions``; None or ``>= D``: no truncation.
 
     Returns:
         ``(n, dimensions)`` float32 rows of unit length (zero rows stay zero).
     """
+    if dimensions is None or dimensions >= rows.shape[1]:
+        return rows
     import torch
     from sentence_transformers.util import normalize_embeddings, truncate_embeddings
 

@@ -135,6 +135,22 @@ def test_example_based_labels():
         assert label_of[negative_1] != label_of[negative_2]  # one per other label while there are enough labels
 
 
+def test_label_name_rows():
+    """KaLM-V2 §3.4.2: (text, its label's name, other labels' names); the instruction on the text only."""
+    out = run("classification", {**CLASSES, "label": [f"{x}_pet" for x in CLASSES["label"]]}, label_names=True,
+              num_negatives=2)  # fmt: skip
+    assert list(out.columns) == ["anchor", "positive", "negative_1", "negative_2"]
+    assert len(out) == 8  # every text, fish1 too: its positive is a name, not another text
+    for (anchor, positive, negative_1, negative_2), label in zip(rows(out), CLASSES["label"], strict=True):
+        assert anchor in CLASSES["text"] and positive == f"{label} pet"
+        assert {negative_1, negative_2} <= {"cat pet", "dog pet", "bird pet", "fish pet"} - {positive}
+        assert negative_1 != negative_2
+    config = DatasetConfig(name="d", path="x.jsonl", kind="classification", label_names=True)
+    assert config.is_symmetric is False and DatasetConfig(name="d", path="x", kind="classification").is_symmetric
+    with pytest.raises(Exception, match="'label_names' needs labelled texts"):
+        DatasetConfig(name="d", path="x.jsonl", kind="pairs", label_names=True)
+
+
 def test_example_based_labels_deterministic_given_seed():
     first = rows(run("clustering", CLASSES, seed=5, num_negatives=2))
     assert first == rows(run("clustering", CLASSES, seed=5, num_negatives=2))

@@ -136,3 +136,32 @@ def test_missing_task_dir(tmp_path):
         EvalTextIndex.from_task_dirs([tmp_path / "nope"])
     with pytest.raises(DataError, match="no task.json"):
         EvalTextIndex.from_task_dirs([tmp_path])
+
+
+def test_near_duplicates_beside_exact_match(shared_data):
+    """Exact matching let STS-B train sentences that differ from a test sentence by one word through."""
+    from embedforge.utils.io import iter_jsonl
+
+    test = shared_data / "eval" / "STSBenchmark"
+    exact = EvalTextIndex.from_task_dirs([test])
+    near = EvalTextIndex.from_task_dirs([test], near_duplicates=0.8)
+    sentence = next(row for _, row in iter_jsonl(test / "test.jsonl") if len(row["sentence1"].split()) >= 14)[
+        "sentence1"
+    ]
+    words = sentence.split()
+    variant = " ".join(words[:-1] + ["(edited)" if words[-1] != "(edited)" else "x"])  # one word changed
+    assert sentence in exact and sentence in near
+    assert variant not in exact and variant in near
+    assert "A completely unrelated sentence about package managers and compilers." not in near
+    with pytest.raises(Exception, match=r"near_duplicates: a Jaccard threshold in \(0, 1\]"):
+        EvalTextIndex(near_duplicates=1.5)
+
+
+def test_near_duplicate_matches_are_confirmed_by_the_exact_jaccard():
+    from embedforge.data.decontaminate import jaccard, shingles
+
+    index = EvalTextIndex(near_duplicates=0.9)
+    index.add(["the quick brown fox jumps over the lazy dog today"])
+    assert "The  quick brown fox jumps over the lazy dog today!" not in index  # 7 of 9 shingles: J = 0.78
+    assert jaccard(shingles("a b c d"), shingles("a b c d")) == 1.0
+    assert "the quick brown fox jumps over the lazy dog today" in index

@@ -103,3 +103,21 @@ def test_mteb_lookup_finds_our_prompts(tmp_path):
     assert get_prompt_name(prompts, scifact, PromptType.document) == "Retrieval-document"
     assert get_prompt_name(prompts, banking, None) == "Banking77Classification"
     assert get_prompt_name(prompts, emotion, None) == "Classification"
+
+
+def test_per_task_evaluation_instructions_from_task_json_and_the_recipe():
+    """Evaluation prompts were generic per task type; KaLM-V2 evaluates with per-task instructions (Table 12)."""
+    from pathlib import Path
+
+    from embedforge.data.instructions import evaluation_prompts
+
+    bundled = Path(__file__).resolve().parents[2] / "data" / "eval"
+    prompts = evaluation_prompts([str(bundled)])
+    assert prompts["Banking77Classification"] == (
+        "Instruct: Given a online banking query, find the corresponding intents\nQuery: "
+    )  # KaLM-V2 Table 12, from task.json
+    assert prompts["DebianPackageRetrievalDev-query"].startswith("Instruct: Given a package summary")
+    assert prompts["DebianPackageRetrievalDev-document"] == ""  # asymmetric: documents get no prompt
+    assert prompts["Classification"] == "Instruct: Classify text into its appropriate category\nQuery: "  # default
+    override = evaluation_prompts([str(bundled)], {"Banking77Classification": "Find the intent"})
+    assert override["Banking77Classification"] == "Instruct: Find the intent\nQuery: "  # the recipe key wins

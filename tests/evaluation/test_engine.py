@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from embedforge.evaluation import evaluate
-from embedforge.evaluation.encoder import truncate_and_normalize
+from embedforge.utils.matryoshka import truncate_and_renormalize
 from tests.evaluation.conftest import RETRIEVAL_FILES, WORDS, bow_model, make_task
 
 
@@ -50,7 +50,8 @@ def test_cache_is_keyed_by_the_model_weights(model, task_dirs, tmp_path):
 
 def test_truncated_dims_are_renormalized(model):
     full = model.encode(["apple banana cherry", "kiwi"])
-    cut = truncate_and_normalize(full, 3)
+    cut = truncate_and_renormalize(full, 3)
+    assert truncate_and_renormalize(full, None) is full and truncate_and_renormalize(full, 99) is full
     assert cut.shape == (2, 3)
     np.testing.assert_allclose(np.linalg.norm(cut[0]), 1.0, rtol=1e-6)
     np.testing.assert_allclose(cut[0], full[0, :3] / np.linalg.norm(full[0, :3]), rtol=1e-6)
@@ -67,7 +68,7 @@ def test_truncation_is_bit_identical_to_sentence_transformers_truncate_dim(tiny_
         theirs = SentenceTransformer(str(tiny_bert_dir), truncate_dim=dim).encode(
             texts, batch_size=64, normalize_embeddings=True
         )
-        np.testing.assert_array_equal(truncate_and_normalize(full, dim), theirs)
+        np.testing.assert_array_equal(truncate_and_renormalize(full, dim), theirs)
 
 
 def test_query_prompts_follow_mteb_prompt_type_convention(task_dirs):

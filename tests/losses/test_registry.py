@@ -83,3 +83,22 @@ def test_register_loss_rejects_duplicates():
         register_loss("infonce", InfoNCELoss)
     with pytest.raises(ConfigError, match=r"unknown loss 'infonse'"):
         loss_options("infonse")
+
+
+def test_every_registry_is_the_one_helper():
+    """Six registries were hand-rolled dicts with their own duplicate checks; now one helper serves all."""
+    from embedforge.evaluation.types import TASK_TYPES, _load_builtin_types
+    from embedforge.merging.soup import MERGE_METHODS
+    from embedforge.models.decoder import DECODER_FAMILIES
+    from embedforge.models.presets import PRESETS
+    from embedforge.recipes import stages  # noqa: F401 - registers the stage types
+    from embedforge.recipes.schema import STAGE_TYPES
+    from embedforge.utils.registry import Registry
+
+    _load_builtin_types()
+    for registry in (LOSSES, MERGE_METHODS, STAGE_TYPES, TASK_TYPES, DECODER_FAMILIES, PRESETS):
+        assert isinstance(registry, Registry) and len(registry) > 0
+    with pytest.raises(ConfigError, match=r"unknown merge method 'unifrom'\. Did you mean 'uniform'\?"):
+        MERGE_METHODS.lookup("unifrom")
+    with pytest.raises(ConfigError, match=r"a merge method named 'uniform' is already registered"):
+        MERGE_METHODS.register("uniform", MERGE_METHODS["uniform"])

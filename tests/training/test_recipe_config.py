@@ -112,3 +112,38 @@ def test_shipped_recipes_load():
     for path in paths:
         recipe = load_recipe(path)
         assert recipe.stages, path
+
+
+def test_recipe_modules_import_without_a_cycle():
+    """stages imported the runner, which imported the loader, which imported the stages (lazily, in functions)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "embedforge" / "recipes"
+    graph: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        if path.name == "__init__.py":
+            continue  # a package __init__ runs before any of its modules; it re-exports, it does not cycle
+        module = "embedforge." + ".".join(path.relative_to(root.parent).with_suffix("").parts)
+        graph[module] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):  # function-level imports too
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("embedforge.recipes"):
+                graph[module].add(node.module)
+                graph[module].update(f"{node.module}.{a.name}" for a in node.names)
+    graph = {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+
+    def reaches(start: str, target: str, seen: frozenset[str]) -> bool:
+        return any(n == target or (n not in seen and reaches(n, target, seen | {n})) for n in graph[start])
+
+    assert sorted(m for m in graph if reaches(m, m, frozenset({m}))) == []
+
+
+def test_stage_summaries_are_typed_and_read_back():
+    from embedforge.recipes.context import MineSummary, TrainSummary, summary_from_dict
+    from embedforge.utils.config import to_plain
+
+    train = TrainSummary(global_batch=8, world_size=1, dtype="fp32", hard_negatives_per_query={"a": 1}, init="base")
+    plain = to_plain(train) | {"key_of_a_newer_version": 1}
+    assert summary_from_dict(TrainSummary, plain) == train
+    mine = summary_from_dict(MineSummary, {"model": "m", "files": {}, "mined": {}, "seconds": 1.0})
+    assert isinstance(mine, MineSummary) and not isinstance(mine, TrainSummary) and mine.seconds == 1.0

@@ -13,9 +13,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from embedforge.errors import DataError, did_you_mean
+from embedforge.errors import DataError
 from embedforge.evaluation.spec import TaskSpec
 from embedforge.utils.io import iter_jsonl
+from embedforge.utils.registry import Registry
 
 
 class TaskType:
@@ -47,23 +48,19 @@ class TaskType:
         return getattr(importlib.import_module(module), cls)
 
 
-TASK_TYPES: dict[str, TaskType] = {}
+TASK_TYPES: Registry[TaskType] = Registry("task type")
 
 
 def register_task_type(cls: type[TaskType]) -> type[TaskType]:
     """Class decorator adding a task type to :data:`TASK_TYPES` (names must be unique)."""
-    if cls.name in TASK_TYPES:
-        raise ValueError(f"task type {cls.name!r} is already registered")
-    TASK_TYPES[cls.name] = cls()
+    TASK_TYPES.register(cls.name, cls())
     return cls
 
 
 def get_task_type(spec: TaskSpec) -> TaskType:
     """The registered type of ``spec``; an unknown type is a :class:`DataError` naming task.json."""
     _load_builtin_types()
-    if spec.type not in TASK_TYPES:
-        raise DataError(f"unknown task type {spec.type!r}.{did_you_mean(spec.type, TASK_TYPES)}", spec.task_json)
-    return TASK_TYPES[spec.type]
+    return TASK_TYPES.lookup(spec.type, DataError, path=spec.task_json)
 
 
 def read_rows(path: Path, text_fields: Iterable[str], other_fields: Iterable[str] = ()) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embedforge.recipes.runner import StageContext, StageResult
+from embedforge.recipes.context import EvalSummary, StageContext, StageResult
 from embedforge.recipes.schema import EvalStageConfig, StageType, register_stage_type
 
 
@@ -19,11 +19,16 @@ def run(config: EvalStageConfig, context: StageContext) -> StageResult:
         batch_size=config.batch_size,
         model_name=f"{context.recipe.name}:{context.name}",
     )
-    return StageResult(model_path=None, summary={"model": model, "scores": report.main_scores()})
+    return StageResult(model_path=None, summary=EvalSummary(model=model, scores=report.main_scores()))
 
 
 register_stage_type(
     StageType(
-        name="eval", config_class=EvalStageConfig, run=run, path_fields=("tasks", "task_root"), produces_model=False
+        name="eval",
+        config_class=EvalStageConfig,
+        run=run,
+        path_fields=("tasks", "task_root"),
+        produces_model=False,
+        summary_class=EvalSummary,
     )
 )

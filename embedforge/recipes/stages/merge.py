@@ -1,9 +1,10 @@
 """The ``merge`` stage: a model soup of earlier stages' models and checkpoints (KaLM-Embedding-V2 §3.3).
 
 ``models`` entries are stage names (their final model), ``<stage>/<sub folder>`` (e.g. a checkpoint:
-``finetune/checkpoint-400``), ``base``, or model folders. The result is ``<stage>/final``, a SentenceTransformer
-folder with the first ingredient's modules and prompts and a model card listing the ingredients; later stages
-start from it::
+``finetune/checkpoint-400``), ``<stage>/checkpoint-*`` (every complete checkpoint the stage kept, oldest first:
+KaLM-Embedding-V2 averages "multiple fine-tuning checkpoints"), ``base``, or model folders. The result is
+``<stage>/final``, a SentenceTransformer folder with the first ingredient's modules and prompts and a model card
+listing the ingredients; later stages start from it::
 
     soup:
       type: merge
@@ -22,27 +23,13 @@ start from it::
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from embedforge.data.config import DatasetConfig
 from embedforge.errors import ConfigError, did_you_mean
-from embedforge.recipes.runner import StageContext, StageResult
-from embedforge.recipes.schema import STAGE_TYPES, StageType, register_stage_type
+from embedforge.recipes.context import MergeSummary, StageContext, StageResult
+from embedforge.recipes.schema import STAGE_TYPES, MergeStageConfig, StageType, register_stage_type
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class MergeStageConfig:
-    """Average the parameters of models of the recipe (see :mod:`embedforge.merging`)."""
-
-    models: list[str]  # stage names, "<stage>/checkpoint-N", "base", or model folders (at least two)
-    type: str = "merge"
-    method: str | None = None  # uniform | weighted | cocktail; None = weighted if weights are given, else uniform
-    weights: list[float] | None = None  # weighted: one per model (normalized to sum to 1)
-    datasets: list[DatasetConfig] = field(default_factory=list)  # cocktail: a few target-task examples (max_rows)
-    temperature: float = 5.0  # cocktail: T in softmax(-loss / T) (LM-Cocktail's default)
 
 
 def validate(config: MergeStageConfig, where: str) -> None:
@@ -50,7 +37,11 @@ def validate(config: MergeStageConfig, where: str) -> None:
     from embedforge.merging.soup import check_merge_options
 
     method = merge_method(config)
-    check_merge_options(method, len(config.models), config.weights, bool(config.datasets), where)
+    globs = [ref for ref in config.models if ref.endswith(CHECKPOINT_GLOB)]
+    if globs and config.weights is not None:
+        raise ConfigError(f"{where}.weights: {globs[0]!r} stands for an unknown number of checkpoints; drop weights")
+    count = max(len(config.models), 2) if globs else len(config.models)  # a glob may stand for several models
+    check_merge_options(method, count, config.weights, bool(config.datasets), where)
     if config.datasets and method != "cocktail":
         raise ConfigError(f"{where}.datasets: only method 'cocktail' uses example datasets")
     if not config.temperature > 0:
@@ -60,6 +51,28 @@ def validate(config: MergeStageConfig, where: str) -> None:
 def merge_method(config: MergeStageConfig) -> str:
     """The method, with the default filled in (weighted when weights are given, else uniform)."""
     return config.method or ("weighted" if config.weights is not None else "uniform")
+
+
+CHECKPOINT_GLOB = "/checkpoint-*"
+
+
+def expand_ingredients(refs: list[str], context: StageContext, where: str) -> list[str]:
+    """``<stage>/checkpoint-*`` -> ``<stage>/checkpoint-N`` for every complete checkpoint of that stage, in order."""
+    from embedforge.training.checkpoints import COMPLETE_MARKER, checkpoints
+
+    expanded: list[str] = []
+    for index, ref in enumerate(refs):
+        if not ref.endswith(CHECKPOINT_GLOB):
+            expanded.append(ref)
+            continue
+        stage = ref[: -len(CHECKPOINT_GLOB)]
+        if stage not in context.summaries:
+            raise ConfigError(f"{where}[{index}]: {ref!r}: stage {stage!r} has not run before this one")
+        found = [p for p in checkpoints(context.directory.parent / stage) if (p / COMPLETE_MARKER).is_file()]
+        if not found:
+            raise ConfigError(f"{where}[{index}]: {ref!r}: stage {stage!r} kept no complete checkpoint")
+        expanded.extend(f"{stage}/{path.name}" for path in found)
+    return expanded
 
 
 def resolve_ingredient(ref: str, context: StageContext, where: str) -> str:
@@ -98,10 +111,13 @@ def run(config: MergeStageConfig, context: StageContext) -> StageResult:
     from embedforge.recipes.stage_paths import resolve_stage_paths
 
     where = f"{context.recipe.source}: stages.{context.name}.models"
-    paths = [resolve_ingredient(ref, context, f"{where}[{i}]") for i, ref in enumerate(config.models)]
+    refs = expand_ingredients(list(config.models), context, where)
+    paths = [resolve_ingredient(ref, context, f"{where}[{i}]") for i, ref in enumerate(refs)]
+    if len(paths) < 2:
+        raise ConfigError(f"{where}: a soup needs at least two models, got {refs}")
     final = context.directory / "final"
     method = merge_method(config)
-    summary: dict = {"method": method}
+    summary = MergeSummary(method=method)
     state = PartialState(cpu=not torch.cuda.is_available())
     if state.is_main_process:  # one process merges; under torchrun the others wait for the folder
         examples = None
@@ -112,17 +128,17 @@ def run(config: MergeStageConfig, context: StageContext) -> StageResult:
             paths,
             method=method,
             weights=config.weights,
-            names=list(config.models),
+            names=refs,
             examples=examples,
             temperature=config.temperature,
         )
         save_soup(result, final, title=f"{context.recipe.name} ({context.name})", paths=paths)
-        summary["ingredients"] = [
+        summary.ingredients = [
             {"model": ref, "path": path, "weight": round(weight, 6)}
-            for ref, path, weight in zip(config.models, paths, result.weights, strict=True)
+            for ref, path, weight in zip(refs, paths, result.weights, strict=True)
         ]
         if result.example_losses is not None:
-            summary["example_losses"] = [round(loss, 6) for loss in result.example_losses]
+            summary.example_losses = [round(loss, 6) for loss in result.example_losses]
         logger.info("stage %s: saved the %s soup of %d models to %s", context.name, method, len(paths), final)
     state.wait_for_everyone()
     return StageResult(model_path=str(final), summary=summary)
@@ -130,4 +146,6 @@ def run(config: MergeStageConfig, context: StageContext) -> StageResult:
 
 run.validate = validate  # checked by the recipe loader
 
-register_stage_type(StageType(name="merge", config_class=MergeStageConfig, run=run, produces_model=True))
+register_stage_type(
+    StageType(name="merge", config_class=MergeStageConfig, run=run, produces_model=True, summary_class=MergeSummary)
+)

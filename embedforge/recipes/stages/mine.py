@@ -26,42 +26,18 @@ The stage does not produce a model: the stage after it continues from the model 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
-from embedforge.data.config import DatasetConfig, check_unique_names
+from embedforge.data.config import check_unique_names
 from embedforge.errors import ConfigError
-from embedforge.recipes.runner import StageContext, StageResult
-from embedforge.recipes.schema import StageType, register_stage_type
+from embedforge.recipes.context import MineSummary, StageContext, StageResult
+from embedforge.recipes.schema import MineStageConfig, StageType, register_stage_type
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class MineStageConfig:
-    """Mine hard negatives for each dataset with a model of the recipe (see :mod:`embedforge.mining`)."""
-
-    datasets: list[DatasetConfig]  # sources of (anchor, positive) pairs: pairs|triplets|retrieval|nli|sts
-    type: str = "mine"
-    model: str | None = None  # None = the previous stage's model; "base"; a stage name; a folder
-    corpus: str | list[str] | None = None  # extra candidate texts for every dataset: jsonl (text), BEIR dir, .txt
-    corpus_column: str = "text"  # jsonl field holding a corpus text
-    range_min: int = 50  # first rank (0-based; positives and filtered candidates excluded) a negative may take
-    range_max: int = 100  # ranks up to, not including, this one (KaLM-V2: 50-100)
-    num_negatives: int = 7  # negatives per row (KaLM-V2: 7); rows that cannot fill them are dropped
-    sampling: str = "random"  # random: a seeded sample of the window | top: its first num_negatives
-    relative_margin: float | None = 0.05  # false negatives: drop s(q,d) > s+ - |s+| * margin (NV-Retriever 95%)
-    absolute_margin: float | None = None  # false negatives: drop s(q,d) > s+ - margin (the loss's rule)
-    max_score: float | None = None  # drop candidates with s(q,d) above this
-    min_score: float | None = None  # drop candidates with s(q,d) below this
-    output_format: str = "n-tuple"  # n-tuple: anchor, positive, negative_1..n | triplet: one row per negative
-    batch_size: int = 64  # encoding batch size
-    use_faiss: bool = False  # faiss inner-product search (large pools) instead of chunked torch.topk
-    seed: int | None = None  # sampling seed; None = the recipe's seed
-
-
 def validate(config: MineStageConfig, where: str) -> None:
     """Check the options when the recipe is loaded, before any model or data is touched."""
-    from embedforge.mining.miner import MINABLE_KINDS, check_mining_options
+    from embedforge.mining.miner import MINABLE_KINDS
 
     if not config.datasets:
         raise ConfigError(f"{where}.datasets: a mine stage needs at least one dataset")
@@ -72,15 +48,7 @@ def validate(config: MineStageConfig, where: str) -> None:
                 f"{where}.datasets[{index}].kind: {dataset.kind!r} is not mined (its negatives are texts of other "
                 f"labels, built by the converter); mined kinds: {', '.join(MINABLE_KINDS)}"
             )
-    check_mining_options(
-        range_min=config.range_min,
-        range_max=config.range_max,
-        num_negatives=config.num_negatives,
-        sampling=config.sampling,
-        output_format=config.output_format,
-        batch_size=config.batch_size,
-        where=where,
-    )
+    config.check(where)
 
 
 def run(config: MineStageConfig, context: StageContext) -> StageResult:
@@ -103,33 +71,23 @@ def run(config: MineStageConfig, context: StageContext) -> StageResult:
         model = context.load_model(config.model)
         seed = context.recipe.seed if config.seed is None else config.seed
         for dataset in datasets:
-            result = mine_hard_negatives(
-                model,
-                dataset,
-                corpus=corpus or None,
-                range_min=config.range_min,
-                range_max=config.range_max,
-                num_negatives=config.num_negatives,
-                relative_margin=config.relative_margin,
-                absolute_margin=config.absolute_margin,
-                max_score=config.max_score,
-                min_score=config.min_score,
-                sampling=config.sampling,
-                output_format=config.output_format,
-                batch_size=config.batch_size,
-                use_faiss=config.use_faiss,
-                seed=seed,
-            )
+            result = mine_hard_negatives(model, dataset, config, corpus=corpus or None, seed=seed)  # config: options
             write_jsonl(result.dataset, files[dataset.name])
             mined[dataset.name] = result.stats.to_dict()
             logger.info("stage %s: wrote %s (%d rows)", context.name, files[dataset.name], result.stats.rows)
     state.wait_for_everyone()
-    # no "datasets" key: the model card reads that key as a train stage's dataset table
-    return StageResult(model_path=None, summary={"model": model_path, "files": files, "mined": mined})
+    return StageResult(model_path=None, summary=MineSummary(model=model_path, files=files, mined=mined))
 
 
 run.validate = validate  # checked by the recipe loader
 
 register_stage_type(
-    StageType(name="mine", config_class=MineStageConfig, run=run, path_fields=("corpus",), produces_model=False)
+    StageType(
+        name="mine",
+        config_class=MineStageConfig,
+        run=run,
+        path_fields=("corpus",),
+        produces_model=False,
+        summary_class=MineSummary,
+    )
 )

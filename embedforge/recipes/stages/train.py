@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from embedforge.errors import ConfigError
-from embedforge.recipes.runner import StageContext, StageResult
-from embedforge.recipes.schema import StageType, TrainStageConfig, register_stage_type
+from embedforge.recipes.context import StageContext, StageResult, TrainSummary
+from embedforge.recipes.schema import Recipe, StageType, TrainStageConfig, register_stage_type
+from embedforge.utils.config import to_plain
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,9 @@ def validate(config: TrainStageConfig, where: str) -> None:
     for key in ("batch_size", "save_steps", "logging_steps", "gradient_accumulation_steps"):
         if getattr(config, key) < 1:
             raise ConfigError(f"{where}.{key}: must be >= 1, got {getattr(config, key)}")
+    near = config.decontaminate_near_duplicates
+    if near is not None and not 0.0 < near <= 1.0:
+        raise ConfigError(f"{where}.decontaminate_near_duplicates: a Jaccard threshold in (0, 1], got {near}")
     if config.max_steps is not None and config.max_steps < 1:
         raise ConfigError(f"{where}.max_steps: must be >= 1, got {config.max_steps}")
     _check_trainer_args(config.trainer_args, f"{where}.trainer_args")
@@ -57,6 +61,16 @@ def _check_trainer_args(trainer_args: dict[str, Any], where: str) -> None:
             raise ConfigError(f"{where}.{key}: not a training argument.{did_you_mean(key, valid)}")
 
 
+def decontamination_dirs(config: TrainStageConfig, recipe: Recipe) -> list[str]:
+    """The evaluation task dirs a stage decontaminates against: its own list, else the recipe's eval tasks."""
+    if config.decontaminate_against is not None:
+        return list(config.decontaminate_against)
+    if recipe.eval is None:
+        logger.info("no decontamination: the recipe has no eval section and the stage no decontaminate_against")
+        return []
+    return [*recipe.eval.tasks, *([recipe.eval.task_root] if recipe.eval.task_root else [])]
+
+
 def _bf16(setting: str | bool) -> bool:
     import torch
 
@@ -79,21 +93,26 @@ def _add_teacher_targets(config: TrainStageConfig, context: StageContext, datase
     return add_teacher_embeddings(datasets, teacher, batch_size=config.teacher_batch_size), teacher_dim
 
 
-def _save_final(trainer, config: TrainStageConfig, context: StageContext, stage_summary, final, max_length) -> None:
+def _save_final(trainer, config: TrainStageConfig, context: StageContext, summary: TrainSummary, final, max_length):
     """Rank 0: loss curve, model card (every train stage so far), and ``final`` with prompts, atomically."""
-    from embedforge.data.instructions import model_prompts
+    from embedforge.data.instructions import evaluation_prompts
     from embedforge.models import save_model
     from embedforge.training.callbacks import plot_loss_curve
     from embedforge.training.model_card import model_card
-    from embedforge.utils.config import to_plain
 
     directory = context.directory
     plot_loss_curve(trainer.state.log_history, directory / "loss.png", f"{context.recipe.name}: {context.name}")
-    instructions = [d for d in config.datasets if d.instruction]
-    prompts = model_prompts(template=instructions[0].template) if instructions else None
-    stages = [{"name": n, "type": "train", **s} for n, s in context.summaries.items() if s.get("datasets")] + [
-        {"name": context.name, "type": "train", **stage_summary}
-    ]
+    instructed = [d for d in config.datasets if d.instruction]
+    prompts = None
+    if instructed:  # an instruction-trained model is saved with the evaluation instructions as prompts
+        evaluation = context.recipe.eval
+        task_dirs = (
+            [*evaluation.tasks, *([evaluation.task_root] if evaluation.task_root else [])] if evaluation else []
+        )
+        instructions = evaluation.instructions if evaluation else {}
+        prompts = evaluation_prompts(task_dirs, instructions, template=instructed[0].template)
+    trained = {**{n: s for n, s in context.summaries.items() if isinstance(s, TrainSummary)}, context.name: summary}
+    stages = [{"name": n, "type": "train", **to_plain(s)} for n, s in trained.items()]
     card = model_card(
         title=f"{context.recipe.name} ({context.name})",
         base_model=str(context.recipe.model.base),
@@ -152,6 +171,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
     import torch
 
     from embedforge.data import load_training_datasets
+    from embedforge.data.decontaminate import EvalTextIndex
     from embedforge.losses.objective import build_objectives, describe_loss, release_objectives, router_aux_coef
     from embedforge.recipes.stage_paths import resolve_stage_paths
     from embedforge.training.backbones import prepare_backbone
@@ -170,29 +190,32 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
     if config.max_seq_length is not None:
         model.max_seq_length = config.max_seq_length  # train short; the saved model keeps inference_length
     backbone = prepare_backbone(model, context.recipe.model.lora, f"{context.recipe.source}: stages.{context.name}")
+    eval_dirs = decontamination_dirs(config, context.recipe)
     datasets, info = load_training_datasets(
         resolve_stage_paths(config.datasets, directory.parent),  # "@mine/x.jsonl": an earlier stage's file
         seed=context.recipe.seed,
         temperature=config.sampling_temperature,
-        eval_dirs=config.decontaminate_against or None,
+        decontamination=EvalTextIndex.from_task_dirs(eval_dirs, near_duplicates=config.decontaminate_near_duplicates)
+        if eval_dirs
+        else None,
     )
     datasets, teacher_dim = _add_teacher_targets(config, context, datasets)
     losses = build_objectives(info.datasets, config, model, world_size, teacher_dim=teacher_dim)
     bf16 = _bf16(config.bf16)
     args = _training_arguments(config, context, info, world_size, split_batches, bf16)
     global_batch = config.batch_size * (1 if split_batches else world_size) * config.gradient_accumulation_steps
-    negatives = {n: d.num_negatives for n, d in info.datasets.items()}
-    summary = {
-        "global_batch": global_batch,
-        "world_size": world_size,
-        "dtype": "bf16" if bf16 else "fp32",
-        "hard_negatives_per_query": negatives,
-        "init": context.model_ref(config.init),
-        **backbone.summary(),
-    }
-    router_coef = router_aux_coef(model, config)
-    if router_coef is not None:
-        summary["router_aux_loss_coef"] = router_coef
+    summary = TrainSummary(
+        global_batch=global_batch,
+        world_size=world_size,
+        dtype="bf16" if bf16 else "fp32",
+        hard_negatives_per_query={n: d.num_negatives for n, d in info.datasets.items()},
+        init=context.model_ref(config.init),
+        lora=backbone.lora,
+        trainable_parameters=backbone.trainable_parameters,
+        total_parameters=backbone.total_parameters,
+        router_aux_loss_coef=router_aux_coef(model, config),
+        decontaminated_against=eval_dirs,
+    )
     trainer = EmbedforgeTrainer(
         model=model,
         args=args,
@@ -201,7 +224,7 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
         callbacks=[
             CompleteCheckpointCallback(),
             ThroughputCallback(global_batch),
-            RunSummaryCallback(summary, info.summary()),
+            RunSummaryCallback(to_plain(summary), info.summary()),
         ],
     )
     for name, loss in losses.items():
@@ -216,22 +239,18 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
     final = directory / "final"
     release_objectives(losses)  # the MoE router hooks
     backbone.finish(trainer.model)  # merge LoRA adapters: `final` is a plain model
-    losses_text = {name: describe_loss(loss) for name, loss in losses.items()}
     history = [e for e in trainer.state.log_history if "loss" in e]
-    stage_summary = {
-        **summary,
-        "steps": trainer.state.global_step,
-        "train_seconds": round(output.metrics.get("train_runtime", 0.0), 1),
-        "samples_per_second": round(output.metrics.get("train_samples_per_second", 0.0), 2),
-        "final_loss": history[-1]["loss"] if history else None,
-        "datasets": info.to_dict()["datasets"],
-        "losses": losses_text,
-    }
+    summary.steps = trainer.state.global_step
+    summary.train_seconds = round(output.metrics.get("train_runtime", 0.0), 1)
+    summary.samples_per_second = round(output.metrics.get("train_samples_per_second", 0.0), 2)
+    summary.final_loss = history[-1]["loss"] if history else None
+    summary.datasets = info.to_dict()["datasets"]
+    summary.losses = {name: describe_loss(loss) for name, loss in losses.items()}
     if trainer.is_world_process_zero():
-        _save_final(trainer, config, context, stage_summary, final, inference_length)
+        _save_final(trainer, config, context, summary, final, inference_length)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
-    return StageResult(model_path=str(Path(final)), summary=stage_summary)
+    return StageResult(model_path=str(Path(final)), summary=summary)
 
 
 run.validate = validate  # checked by the recipe loader
@@ -242,5 +261,6 @@ register_stage_type(
         config_class=TrainStageConfig,
         run=run,
         path_fields=("decontaminate_against",),
+        summary_class=TrainSummary,
     )
 )
