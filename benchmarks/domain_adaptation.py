@@ -3,7 +3,7 @@
     python benchmarks/domain_adaptation.py                  # CPU default (about 90 min on 2 cores): 3 seeds
     python benchmarks/domain_adaptation.py --resume         # after a kill: finished seeds are reused
     python benchmarks/domain_adaptation.py --steps 600 --seeds 5 --max-seq-length 256 --threads 0   # GPU scale
-    python benchmarks/domain_adaptation.py --steps 4 --seeds 1 --rows 64 --domains debian \
+    python benchmarks/domain_adaptation.py --steps 4 --seeds 1 --rows 64 --batch-size 8 --domains debian \
         --task-root DIR   # smoke test (DIR/DebianPackageRetrievalDev: a small task of the same layout)
 
 all-MiniLM-L6-v2 is adapted to two retrieval domains and scored on each domain's held-out queries:
@@ -31,6 +31,9 @@ The base-model mining is shared by all seeds (its window sampling uses seed 42);
 Scale chosen for 2 CPU cores: 3 negatives per query, 128 tokens for training, mining and evaluation (SciFact's
 abstracts average ~300 tokens: evaluation at 256 tokens costs twice as much; pass ``--max-seq-length 256``).
 Evaluation uses embedforge's embedding cache, so the untrained base is encoded once.
+Mined negatives are drawn from the training texts themselves (Debian) or the corpus (SciFact), and batches never
+repeat a text, so a run needs rows well above batch x (2 + negatives): the smoke test above uses batch 8 (with 64
+rows and batch 32 the sampler refuses the mined triplets, as it should).
 """
 
 from __future__ import annotations
