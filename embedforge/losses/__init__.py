@@ -14,7 +14,9 @@ loss), Matryoshka (:class:`~embedforge.losses.matryoshka.MatryoshkaLoss`), the M
 
 Where sentence-transformers already has the loss we register it instead of rewriting it: CoSENT (Seed1.5 uses
 it for STS) is ``CoSENTLoss``; ``mnrl`` is the plain baseline. ``sdm`` is SEA's similarity-distribution
-distillation (teacher embeddings in the label column).
+distillation (teacher embeddings in the label column); ``l2_kd`` (Reimers & Gurevych 2020, sentence-transformers'
+``MSELoss``) and ``contrastive_kd`` (KaLM-V2's in-batch contrastive distillation) are the distillation baselines of
+SEA's Table 3.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ _EXPORTS = {
     "register_loss": "registry",
     "CoSENTLoss": "registry",
     "CachedInfoNCELoss": "cached_infonce",
+    "ContrastiveKDLoss": "contrastive_kd",
     "GradCacheLoss": "gradcache",
     "InfoNCELoss": "infonce",
+    "L2KDLoss": "l2_kd",
     "MatryoshkaLoss": "matryoshka",
     "RouterAuxLoss": "router_aux",
     "SDMLoss": "sdm",

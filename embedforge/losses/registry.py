@@ -15,7 +15,9 @@ from torch import nn
 
 from embedforge.errors import ConfigError
 from embedforge.losses.cached_infonce import CachedInfoNCELoss
+from embedforge.losses.contrastive_kd import ContrastiveKDLoss
 from embedforge.losses.infonce import InfoNCELoss
+from embedforge.losses.l2_kd import L2KDLoss
 from embedforge.losses.objective import _MODIFIER_SPELLINGS, check_options, constructor_options
 from embedforge.losses.sdm import SDMLoss
 from embedforge.utils.registry import Registry
@@ -62,6 +64,8 @@ register_loss("infonce", InfoNCELoss, gradcache=CachedInfoNCELoss)
 register_loss("cosent", CoSENTLoss, in_batch_negatives="never")
 register_loss("mnrl", MultipleNegativesRankingLoss, gradcache=CachedMultipleNegativesRankingLoss)
 register_loss("sdm", SDMLoss, in_batch_negatives="never")
+register_loss("l2_kd", L2KDLoss, in_batch_negatives="never")
+register_loss("contrastive_kd", ContrastiveKDLoss)  # in_batch_negatives: the dataset's flag
 
 
 def loss_options(name: str) -> list[str]:

@@ -109,3 +109,35 @@ def reference_infonce(
         positives = [positive_col[i] for i in range(batch)]
         loss = (loss + infonce_direction(positives, reverse, temperature, gamma, True, margin)) / 2
     return loss
+
+
+def reference_l2_kd(student: list[Tensor], teacher: Tensor) -> Tensor:
+    """Reimers & Gurevych 2020: mean over columns of mean over rows and coordinates of (s - t)^2."""
+    columns = []
+    for c, column in enumerate(student):
+        total = torch.zeros((), dtype=torch.float64)
+        for i in range(column.size(0)):
+            for k in range(column.size(1)):
+                total = total + (column[i, k] - teacher[i, c, k]) ** 2
+        columns.append(total / (column.size(0) * column.size(1)))
+    return sum(columns) / len(columns)
+
+
+def reference_contrastive_kd(
+    student: list[Tensor], teacher: Tensor, t_s: float, t_t: float, in_batch: bool = True
+) -> Tensor:
+    """KL(P_T || P_S) per anchor over the documents (all columns after the anchor, every row or only its own)."""
+    batch = student[0].size(0)
+    documents = [(c, j) for c in range(1, len(student)) for j in range(batch)]
+    total = torch.zeros((), dtype=torch.float64)
+    for i in range(batch):
+        candidates = [(c, j) for c, j in documents if in_batch or j == i]
+        s_logits = [cos(student[0][i], student[c][j]) / t_s for c, j in candidates]
+        t_logits = [cos(teacher[i, 0], teacher[j, c]) / t_t for c, j in candidates]
+        s_z = sum(torch.exp(x) for x in s_logits)
+        t_z = sum(torch.exp(x) for x in t_logits)
+        for s_logit, t_logit in zip(s_logits, t_logits, strict=True):
+            p_t = torch.exp(t_logit) / t_z
+            p_s = torch.exp(s_logit) / s_z
+            total = total + p_t * torch.log(p_t / p_s)
+    return total / batch

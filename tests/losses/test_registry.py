@@ -22,6 +22,8 @@ def test_every_registered_loss_builds_with_defaults(tiny_model):
         "cosent": "never",
         "mnrl": "always",
         "sdm": "never",
+        "l2_kd": "never",
+        "contrastive_kd": "option",
     }
 
 

@@ -1,0 +1,86 @@
+"""The seeded-experiment benchmarks: the noise rule, the generated tables, and recipes the loader accepts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks import distillation, domain_adaptation, smollm2_recipe
+from benchmarks._experiments import Experiment, paired_table, reading, scores_table, verdict
+from embedforge.recipes import recipe_from_dict
+
+
+def test_the_noise_rule_needs_three_seeds_and_a_mean_beyond_twice_the_spread():
+    assert verdict([0.02, 0.03]) == "not called (< 3 seeds)"
+    assert verdict([0.010, 0.012, 0.011]) == "**real**: better"  # mean 0.011, sd 0.001
+    assert verdict([-0.010, -0.012, -0.011]) == "**real**: worse"
+    assert verdict([0.02, -0.01, 0.01]) == "within noise"  # mean 0.0067, sd 0.015
+
+
+def fabricated() -> Experiment:
+    experiment = Experiment(Path("unused"), tasks=[])
+    experiment.references["base"] = {"A": 0.50, "B": 0.40}
+    experiment.scores = {
+        "baseline": {42: {"A": 0.60, "B": 0.50}, 43: {"A": 0.62, "B": 0.48}, 44: {"A": 0.61, "B": 0.49}},
+        "better": {42: {"A": 0.65, "B": 0.50}, 43: {"A": 0.67, "B": 0.49}, 44: {"A": 0.66, "B": 0.47}},
+    }
+    return experiment
+
+
+def test_tables_show_mean_std_and_per_seed_paired_differences():
+    experiment = fabricated()
+    table = scores_table(experiment, ["A", "B"])
+    assert "| base (not trained here) | — | 50.00 | 40.00 | 45.00 |" in table
+    assert "| baseline | 3 | 61.00 ± 1.00 | 49.00 ± 1.00 | 55.00 ± 0.00 |" in table
+    paired = paired_table(experiment, "baseline", ["A", "B"])
+    # per seed: A +5 each seed (real), B 0, +1, -2 (noise); mean over tasks +2.5, +3.0, +1.5
+    row = "| better | +2.50, +3.00, +1.50 | +2.33 ± 0.76 | **real**: better | +5.00 ± 0.00 ▲ | -0.33 ± 1.53 |"
+    assert row in paired
+    text = reading(experiment, "baseline", ["A", "B"])
+    assert "better vs baseline: mean +2.33 ± 0.76 points over 3 seed(s) — **real**: better" in text
+    assert "per task beyond noise: A (better)" in text
+
+
+@pytest.mark.parametrize("label", list(distillation.VARIANTS))
+def test_distillation_recipes_load(label, tmp_path):
+    args = distillation.parse_args([])
+    spec = distillation.recipe(label, tmp_path / "student", args)
+    recipe = recipe_from_dict({**spec, "output_dir": str(tmp_path / "out")}, label)
+    stage = recipe.stages["distill"]
+    assert stage.max_steps == args.steps and stage.loss["name"] == distillation.VARIANTS[label][0]["name"]
+    assert (stage.teacher == distillation.TEACHER) == distillation.VARIANTS[label][1]
+
+
+@pytest.mark.parametrize("label", list(domain_adaptation.VARIANTS))
+@pytest.mark.parametrize("domain", ["scifact", "debian"])
+def test_domain_adaptation_recipes_load_with_equal_steps(label, domain, tmp_path):
+    args = domain_adaptation.parse_args([])
+    spec = domain_adaptation.recipe(label, domain, domain_adaptation.domains()[domain], tmp_path / "m.jsonl", args)
+    recipe = recipe_from_dict({**spec, "output_dir": str(tmp_path / "out")}, label)
+    steps = sum(s.max_steps for s in recipe.stages.values() if s.type == "train")
+    assert steps == args.steps
+    mines = [s for s in recipe.stages.values() if s.type == "mine"]
+    assert len(mines) == (1 if domain_adaptation.VARIANTS[label][1] == "iterative" else 0)
+    mining = recipe_from_dict(
+        {**domain_adaptation.base_mining_recipe(domain, domain_adaptation.domains()[domain], args), "output_dir": "x"}
+    )
+    assert mining.stages["mine"].relative_margin == 0.05  # the false-negative filter is on
+
+
+@pytest.mark.parametrize("label", smollm2_recipe.VARIANTS)
+def test_smollm2_recipes_load_with_equal_steps(label, tmp_path):
+    args = smollm2_recipe.parse_args([])
+    recipe = recipe_from_dict({**smollm2_recipe.recipe(label, args), "output_dir": str(tmp_path)}, label)
+    train = {n: s for n, s in recipe.stages.items() if s.type == "train"}
+    pretrain_steps = train.pop("pretrain").max_steps
+    assert pretrain_steps == args.pretrain_steps
+    if label == "full KaLM-style recipe":
+        assert sum(s.max_steps for s in train.values()) == args.finetune_steps  # the soup's ingredients share it
+        assert recipe.stages["soup"].type == "merge" and recipe.stages["mine"].type == "mine"
+        assert all(s.matryoshka is not None and s.loss["gamma"] == 0.5 for s in train.values())
+    else:
+        assert train["finetune"].max_steps == args.finetune_steps
+        assert train["finetune"].matryoshka is None
+    instructed = [d.instruction for s in recipe.stages.values() if s.type == "train" for d in s.datasets]
+    assert all(instructed) if label != "sentence-transformers MNRL" else not any(instructed)
