@@ -92,7 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for library in ("mteb", "sentence_transformers", "transformers", "datasets", "accelerate"):
         warnings.filterwarnings("ignore", category=FutureWarning, module=library)
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=library)
-    logging.captureWarnings(True)  # warnings become log records, printed above the progress bars
+    # warnings become log records, printed above the progress bars; undone on return, so main() can be called
+    # again in one process (tests, notebooks) and still capture them
+    logging.captureWarnings(True)
     try:
         with _logs_above_progress_bars():
             return int(module.run(args) or 0)
@@ -109,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"embedforge {name}: interrupted", file=sys.stderr)  # noqa: T201
         return 130
+    finally:
+        logging.captureWarnings(False)
 
 
 def _logs_above_progress_bars():

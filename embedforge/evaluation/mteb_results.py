@@ -58,6 +58,8 @@ def write_mteb_results(
             {"name": _hub_style(name), "revision": revision, "embed_dim": dim, "n_parameters": n_parameters}
         )
         for record in rows:
+            if record["main_score"] is None:  # undefined (NaN) scores are null in results.json; mteb has no null
+                continue
             scores = {
                 **record["metrics"],
                 "main_score": float(record["main_score"]),
