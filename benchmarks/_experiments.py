@@ -317,3 +317,26 @@ def write_doc(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, text)
     logger.info("wrote %s", path)
+
+
+def result_sections(experiment: Experiment, baseline: str, module_doc: str | None) -> str:
+    """The generated part every experiment document shares: the noise rule, the benchmark's description (its
+    module docstring after the first two paragraphs), the score and paired-difference tables and the reading."""
+    return f"""- Noise rule, fixed before the run: {NOISE_RULE}
+
+{(module_doc or "").split(chr(10) + chr(10), 2)[2].strip()}
+
+## Main scores (x100; mean ± std over seeds)
+
+{scores_table(experiment)}
+
+## Per-seed paired differences against {baseline} (x100)
+
+▲ / ▼: that task's difference is beyond noise by the rule above.
+
+{paired_table(experiment, baseline)}
+
+## Reading (computed from the tables)
+
+{reading(experiment, baseline)}
+"""

@@ -84,3 +84,16 @@ def test_smollm2_recipes_load_with_equal_steps(label, tmp_path):
         assert train["finetune"].matryoshka is None
     instructed = [d.instruction for s in recipe.stages.values() if s.type == "train" for d in s.datasets]
     assert all(instructed) if label != "sentence-transformers MNRL" else not any(instructed)
+
+
+def test_result_sections_carry_the_noise_rule_description_tables_and_reading(monkeypatch):
+    from benchmarks._experiments import NOISE_RULE, result_sections
+
+    monkeypatch.setattr(Experiment, "task_names", property(lambda self: ["A", "B"]))
+    experiment = fabricated()
+    doc = "Title.\n\nSecond paragraph.\n\nWhat the benchmark compares."
+    text = result_sections(experiment, "baseline", doc)
+    assert text.startswith(f"- Noise rule, fixed before the run: {NOISE_RULE}\n\nWhat the benchmark compares.\n")
+    assert scores_table(experiment) in text
+    assert reading(experiment, "baseline") in text
+    assert text.index("## Main scores") < text.index("## Per-seed paired differences against baseline")
