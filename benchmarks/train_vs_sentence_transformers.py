@@ -15,6 +15,7 @@ is printed before and after.
 
     python benchmarks/train_vs_sentence_transformers.py                     # 3,000 Debian pairs + 3,000 SNLI triplets
     python benchmarks/train_vs_sentence_transformers.py --steps 60 --rounds 2 --tasks data/eval/STSBenchmark
+    python benchmarks/train_vs_sentence_transformers.py --rounds 2 --packing auto true   # CPU: padded vs packed
 
 Prints pairs/s for both, the ratio (issue 15's goal: >= 2.0 at equal or better scores), and the per-task
 scores of base, peer and embedforge.
@@ -85,7 +86,7 @@ def run_peer(base: str, data, steps: int, args, output: Path) -> tuple[float, st
     return seconds, str(output / "final")
 
 
-def run_embedforge(base: str, steps: int, args, output: Path) -> tuple[float, str, dict]:
+def run_embedforge(base: str, steps: int, args, output: Path, packing: str = "auto") -> tuple[float, str, dict]:
     from embedforge.recipes import recipe_from_dict, run_recipe
 
     recipe = recipe_from_dict(
@@ -105,6 +106,7 @@ def run_embedforge(base: str, steps: int, args, output: Path) -> tuple[float, st
                     "save_steps": steps,
                     "logging_steps": 10,
                     "trainer_args": {"report_to": [], "disable_tqdm": True},
+                    "speed": {"packing": {"auto": "auto", "true": True, "false": False}[packing]},
                 }
             },
         },
@@ -130,6 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-eval", action="store_true", help="speed only: skip scoring the trained models")
     parser.add_argument("--rounds", type=int, default=1, help="alternate peer/embedforge runs this many times")
     parser.add_argument("--output", default=None, help="work folder (default: a temporary one)")
+    parser.add_argument(
+        "--packing",
+        nargs="+",
+        choices=["auto", "true", "false"],
+        default=["auto"],
+        help="embedforge side(s), one per value, each round: stage option speed.packing (auto = CUDA only)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -149,24 +158,34 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
-    peer_seconds = ours_seconds = 0.0
+    peer_seconds = 0.0
+    ours_seconds = dict.fromkeys(args.packing, 0.0)
+    our_models: dict[str, str] = {}
     for round_index in range(args.rounds):
         seconds, peer_model = run_peer(args.base, data, steps, args, work / f"peer-{round_index}")
         peer_seconds += seconds
         print(f"round {round_index + 1}: sentence-transformers {seconds:7.1f} s", end="", flush=True)
-        seconds, our_model, summary = run_embedforge(args.base, steps, args, work / f"embedforge-{round_index}")
-        ours_seconds += seconds
-        print(f" | embedforge {seconds:7.1f} s | load {os.getloadavg()[0]:.1f}", flush=True)
+        for packing in args.packing:
+            folder = work / f"embedforge-packing-{packing}-{round_index}"
+            seconds, our_models[packing], _ = run_embedforge(args.base, steps, args, folder, packing)
+            ours_seconds[packing] += seconds
+            print(f" | embedforge (packing {packing}) {seconds:7.1f} s", end="", flush=True)
+        print(f" | load {os.getloadavg()[0]:.1f}", flush=True)
     anchors = steps * args.batch_size * args.rounds
-    peer_rate, our_rate = anchors / peer_seconds, anchors / ours_seconds
+    peer_rate = anchors / peer_seconds
+    ratios = {packing: anchors / seconds / peer_rate for packing, seconds in ours_seconds.items()}
     print(f"\nsentence-transformers (MNRL, NO_DUPLICATES): {peer_seconds:7.1f} s  {peer_rate:6.2f} pairs/s")
-    print(f"embedforge (InfoNCE, length-grouped, packed): {ours_seconds:7.1f} s  {our_rate:6.2f} pairs/s")
-    print(f"speed ratio embedforge / sentence-transformers = {our_rate / peer_rate:.2f}  (goal >= 2.0)\n", flush=True)
-    print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    for packing, seconds in ours_seconds.items():
+        rate = anchors / seconds
+        print(f"embedforge (InfoNCE, length-grouped, packing {packing}): {seconds:7.1f} s  {rate:6.2f} pairs/s")
+        print(f"speed ratio embedforge (packing {packing}) / sentence-transformers = {ratios[packing]:.2f} (goal 2.0)")
+    print(f"\nload average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
 
     tasks = [] if args.no_eval else load_tasks(args.tasks or [], None if args.tasks else REPO / "data" / "eval")
     runs = {}
-    for label, model in (("base", args.base), ("sentence-transformers", peer_model), ("embedforge", our_model)):
+    sides = [("base", args.base), ("sentence-transformers", peer_model)]
+    sides += [(f"embedforge-packing-{packing}", model) for packing, model in our_models.items()]
+    for label, model in sides:
         if not tasks:
             break
         report = evaluate(
@@ -186,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                 "rounds": args.rounds,
                 "peer_seconds": peer_seconds,
                 "embedforge_seconds": ours_seconds,
-                "ratio": our_rate / peer_rate,
+                "ratio": ratios,
                 "scores": {k: {r["task"]: r["main_score"] for r in v} for k, v in runs.items()},
             },
             indent=2,

@@ -3,6 +3,8 @@
 Output columns follow sentence-transformers' convention, in the order the losses read them:
 
 * InfoNCE: ``anchor``, ``positive``, ``negative_1`` ... ``negative_n`` (all strings; ``n`` is fixed per dataset);
+* classification/clustering rows add ``label``: the class id of the anchor (and its positive), then of each
+  negative — InfoNCE masks in-batch candidates of the anchor's own class (``mask_same_class``);
 * CoSENT (``kind: sts`` with ``loss: cosent``): ``sentence1``, ``sentence2``, ``score`` (normalized to [0, 1]).
 
 Source columns each kind needs (after the config's ``columns`` mapping):
@@ -20,7 +22,7 @@ sts            sentence1, sentence2, score                      cosent: (s1, s2,
                                                                 (s2, s1) (KaLM-V2 §3.4.2)
 classification text, label                                      example-based labels (KaLM-V2 §3.4.2, NV-Embed):
 / clustering                                                    (text, other text of the same label,
-                                                                texts of n other labels)
+                                                                texts of n other labels, label = class ids)
 retrieval      query, positives (list or str) [, negatives];    one row per (query, positive) [+ negatives]
                or a BEIR directory (read as those columns)
 ============== ================================================ =============================================
@@ -52,6 +54,9 @@ from embedforge.errors import DataError
 
 logger = logging.getLogger(__name__)
 
+# Column of classification/clustering rows holding the class ids [anchor, negative_1, ..., negative_n]; the name
+# sentence-transformers' collator passes to the loss as its labels.
+CLASS_COLUMN = "label"
 # SNLI / MultiNLI convention on the Hugging Face Hub: 0 entailment, 1 neutral, 2 contradiction, -1 no gold label.
 SNLI_INT_LABELS = {0: "entailment", 1: "neutral", 2: "contradiction"}
 _NLI_NAMES = {
@@ -259,10 +264,12 @@ def convert_classification(source: Source, config: DatasetConfig, rng: np.random
             hint="check the 'label' column mapping, or train this data with another kind",
         )
     label_list = list(by_label)
+    class_id = {label: index for index, label in enumerate(label_list)}
     n = config.negatives_wanted if config.negatives_wanted is not None else 1
     if config.label_names:
         return _label_name_rows(texts, labels, label_list, n, rng, counts)
     rows: list[tuple[str, str, list[str]]] = []
+    classes: list[list[int]] = []
     for text, label in zip(texts, labels, strict=True):
         positive = _other_text(texts, by_label[label], text, rng)
         if positive is None:
@@ -273,7 +280,8 @@ def convert_classification(source: Source, config: DatasetConfig, rng: np.random
         chosen = rng.choice(len(others), size=n, replace=replace) if n else []
         negatives = [texts[by_label[others[k]][rng.integers(len(by_label[others[k]]))]] for k in chosen]
         rows.append((text, positive, negatives))
-    return Converted(_rows_to_columns(rows, n).columns, counts)
+        classes.append([class_id[label], *(class_id[others[k]] for k in chosen)])
+    return Converted({**_rows_to_columns(rows, n).columns, CLASS_COLUMN: classes}, counts)
 
 
 def _label_name_rows(
@@ -284,14 +292,17 @@ def _label_name_rows(
     Negatives are other labels of the dataset, without repetition while there are enough (else with, counted).
     """
     names = {label: str(label).replace("_", " ").strip() for label in label_list}
+    class_id = {label: index for index, label in enumerate(label_list)}
     rows: list[tuple[str, str, list[str]]] = []
+    classes: list[list[int]] = []
     for text, label in zip(texts, labels, strict=True):
-        others = [names[other] for other in label_list if other != label]
+        others = [other for other in label_list if other != label]
         if n > len(others):
             counts["label_negatives_repeated"] += 1
         chosen = rng.choice(len(others), size=n, replace=n > len(others)) if n else []
-        rows.append((text, names[label], [others[k] for k in chosen]))
-    return Converted(_rows_to_columns(rows, n).columns, counts)
+        rows.append((text, names[label], [names[others[k]] for k in chosen]))
+        classes.append([class_id[label], *(class_id[others[k]] for k in chosen)])
+    return Converted({**_rows_to_columns(rows, n).columns, CLASS_COLUMN: classes}, counts)
 
 
 CONVERTERS["clustering"] = convert_classification

@@ -55,6 +55,7 @@ class CachedInfoNCELoss(ForwardsWrappedOptions, CachedLossMixin, nn.Module):
         gamma: see :class:`InfoNCELoss`.
         symmetric: see :class:`InfoNCELoss`.
         in_batch_negatives: see :class:`InfoNCELoss`.
+        mask_same_class: see :class:`InfoNCELoss`.
         false_negative_margin: see :class:`InfoNCELoss`.
         mix_pairwise: see :class:`InfoNCELoss`.
         mix_listwise: see :class:`InfoNCELoss`.
@@ -113,6 +114,7 @@ class CachedInfoNCELoss(ForwardsWrappedOptions, CachedLossMixin, nn.Module):
         mix_alpha: float = 2.0,
         mix_beta: float = 2.0,
         listwise_temperature: float = 1.0,
+        mask_same_class: bool = True,
         gather_across_devices: bool = False,
     ) -> None:
         super().__init__()
@@ -144,6 +146,7 @@ class CachedInfoNCELoss(ForwardsWrappedOptions, CachedLossMixin, nn.Module):
             mix_alpha=mix_alpha,
             mix_beta=mix_beta,
             listwise_temperature=listwise_temperature,
+            mask_same_class=mask_same_class,
             gather_across_devices=gather_across_devices,
         )
         self.mini_batch_size = mini_batch_size
@@ -177,7 +180,7 @@ class CachedInfoNCELoss(ForwardsWrappedOptions, CachedLossMixin, nn.Module):
         """
         embeddings = [torch.cat(column) for column in reps]  # one (B, D) tensor per column
         seed = self._step_seed if self._step_seed is not None else self.loss.draw_seed()
-        batch = self.loss.prepare(embeddings, seed)
+        batch = self.loss.prepare(embeddings, seed, labels)
         batch_size = batch.anchors.size(0)
         total: Tensor | float = 0.0
         stats: dict[str, Tensor] = {}

@@ -33,6 +33,8 @@ class PreparedBatch:
     usable: Tensor | None  # (C,) False for synthetic negatives that could not be built; None = all usable
     all_anchors: Tensor  # (W, D) all ranks' anchors (the d->q candidates)
     offset: int  # global index of this rank's first anchor
+    anchor_classes: Tensor | None = None  # (W,) class id of each anchor (and its positive); None = no classes
+    candidate_classes: Tensor | None = None  # (C,) class id of each candidate, -1 = unknown (never masked)
 
 
 class InfoNCELoss(nn.Module):
@@ -60,6 +62,13 @@ class InfoNCELoss(nn.Module):
       filters negatives "excessively similar to positives" in-batch and hard alike; it gives no rule or
       value). ``m > 0`` also drops negatives slightly below the positive (and exact duplicates of it);
       ``m < 0`` only drops those clearly above it (Qwen3-Embedding's rule ``s > s^+ + 0.1`` is ``m = -0.1``).
+    - ``mask_same_class`` (default on): when the batch carries integer class labels (the ``label`` column that
+      embedforge's classification/clustering rows hold: the class id of the anchor, then of each hard negative,
+      ``-1`` = unknown), a candidate of the anchor's own class is never a negative — the other rows' positives
+      and hard negatives of that class are false negatives by construction (the supervised-contrastive view of
+      Khosla et al. 2020; KaLM-V2 §3.4.2 and Seed1.5 avoid them by turning in-batch negatives off for such data,
+      which also throws away every true in-batch negative). Float labels (scores, teacher embeddings) are
+      ignored.
     - mixing (KaLM Eq. 5-7, :mod:`embedforge.losses.hard_negative_mixing`): ``mix_pairwise`` synthetic
       negatives ``normalize(λ p_j + (1-λ) p_k)``, ``λ ~ Beta(mix_alpha, mix_beta)``, and with ``mix_listwise``
       one ``normalize(Σ_k softmax_k(s(q_i, p_k)/listwise_temperature) p_k)`` per anchor, built from the
@@ -95,6 +104,8 @@ class InfoNCELoss(nn.Module):
         mix_alpha: ``α`` of the pair-wise ``Beta(α, β)`` (KaLM: 2).
         mix_beta: ``β`` of the pair-wise ``Beta(α, β)`` (KaLM: 2).
         listwise_temperature: divides ``s(q, p_k)`` in the list-wise softmax (1.0 = KaLM Eq. 6 as printed).
+        mask_same_class: with integer class labels in the batch, candidates of the anchor's class are not
+            negatives (False: labels are ignored).
         gather_across_devices: gather anchors and candidates from all ranks, with gradients, so every rank
             sees the global batch as in-batch negatives.
 
@@ -117,6 +128,12 @@ class InfoNCELoss(nn.Module):
         +-------------------------------------------------+--------+
         | (anchor, positive, negative_1, ..., negative_n) | none   |
         +-------------------------------------------------+--------+
+        | (anchor, positive, negative_1, ..., negative_n) | class  |
+        |                                                 | ids    |
+        +-------------------------------------------------+--------+
+
+    Class ids: ``(B,)`` (the anchor's class, shared by its positive; hard negatives unknown) or ``(B, 1 + n)``
+    (the anchor's class, then each hard negative's), integers, ``-1`` = unknown.
 
     Relations:
         - With every option at its default it equals sentence-transformers' ``MultipleNegativesRankingLoss``
@@ -158,6 +175,7 @@ class InfoNCELoss(nn.Module):
         mix_alpha: float = 2.0,
         mix_beta: float = 2.0,
         listwise_temperature: float = 1.0,
+        mask_same_class: bool = True,
         gather_across_devices: bool = False,
     ) -> None:
         super().__init__()
@@ -167,6 +185,7 @@ class InfoNCELoss(nn.Module):
         for flag, value in (
             ("symmetric", symmetric),
             ("in_batch_negatives", in_batch_negatives),
+            ("mask_same_class", mask_same_class),
             ("gather_across_devices", gather_across_devices),
         ):
             _check(isinstance(value, bool), name, flag, value, "true or false")
@@ -216,6 +235,7 @@ class InfoNCELoss(nn.Module):
         self.mix_alpha = float(mix_alpha)
         self.mix_beta = float(mix_beta)
         self.listwise_temperature = float(listwise_temperature)
+        self.mask_same_class = mask_same_class
         self.gather_across_devices = gather_across_devices
         # Injection point for the pair-wise (j, k, λ) draws; tests replace it with fixed recipes.
         self.pairwise_sampler = sample_pairwise_mixing
@@ -240,7 +260,7 @@ class InfoNCELoss(nn.Module):
 
         ``seed`` seeds the pair-wise mixing draws; None draws one from the global torch RNG.
         """
-        batch = self.prepare(embeddings, seed)
+        batch = self.prepare(embeddings, seed, labels)
         per_row, stats = self.row_losses(batch, 0, batch.anchors.size(0))
         self.last_stats = stats
         return per_row.mean()
@@ -251,8 +271,13 @@ class InfoNCELoss(nn.Module):
             return None
         return int(torch.randint(0, 2**62, (1,)).item())
 
-    def prepare(self, embeddings: list[Tensor], seed: int | None = None) -> PreparedBatch:
-        """Synthesize the mixed negatives, gather across ranks and lay the candidates out in one matrix."""
+    def prepare(
+        self, embeddings: list[Tensor], seed: int | None = None, labels: Tensor | None = None
+    ) -> PreparedBatch:
+        """Synthesize the mixed negatives, gather across ranks and lay the candidates out in one matrix.
+
+        ``labels``: the batch's labels; integer ones are class ids (see ``mask_same_class``), others are ignored.
+        """
         if len(embeddings) < 2:
             raise ValueError(f"{type(self).__name__} needs at least (anchor, positive) columns, got {len(embeddings)}")
         anchors, positives, *hard = embeddings
@@ -295,6 +320,7 @@ class InfoNCELoss(nn.Module):
                 "no anchor has a negative and the loss is 0. Add hard negatives or enable in-batch negatives.",
             )
 
+        classes = self._class_ids(labels, batch_size, len(hard), anchors.device)  # (B, 1 + M) or None
         all_anchors, offset = anchors, 0
         if self.gather_across_devices:
             # Every rank scores its own anchors against all ranks' candidates (and, for d->q, its own positives
@@ -305,6 +331,8 @@ class InfoNCELoss(nn.Module):
             if synthetic_usable is not None:
                 synthetic_usable = all_gather(synthetic_usable.float()) > 0.5  # (W, S)
             offset = get_rank() * batch_size
+            if classes is not None:
+                classes = all_gather(classes)  # (W, 1 + M)
         world_batch = all_anchors.size(0)
 
         candidates = torch.cat(columns, dim=0)  # (W * (1 + M + S), D), column-major blocks of W rows
@@ -313,7 +341,31 @@ class InfoNCELoss(nn.Module):
         if synthetic_usable is not None:
             real_usable = torch.ones(world_batch * num_real, dtype=torch.bool, device=anchors.device)
             usable = torch.cat([real_usable, synthetic_usable.T.reshape(-1)])  # block order: synthetic s, then row
-        return PreparedBatch(anchors, positives, candidates, owner, usable, all_anchors, offset)
+        anchor_classes = candidate_classes = None
+        if classes is not None:
+            anchor_classes = classes[:, 0]
+            synthetic_classes = classes.new_full((world_batch * (len(columns) - num_real),), -1)  # mixtures: unknown
+            candidate_classes = torch.cat([classes.T.reshape(-1), synthetic_classes])  # same block order as columns
+        return PreparedBatch(
+            anchors, positives, candidates, owner, usable, all_anchors, offset, anchor_classes, candidate_classes
+        )
+
+    def _class_ids(self, labels: Tensor | None, batch_size: int, num_hard: int, device) -> Tensor | None:
+        """``(B, 1 + M)`` class ids (anchor/positive, then each hard negative; -1 = unknown), or None."""
+        if not self.mask_same_class or labels is None or not isinstance(labels, Tensor):
+            return None
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            return None  # scores or teacher embeddings, not classes
+        labels = labels.to(device=device, dtype=torch.long)
+        if labels.dim() == 1:
+            labels = labels.unsqueeze(1)
+        if labels.dim() != 2 or labels.size(0) != batch_size or labels.size(1) > 1 + num_hard:
+            raise ValueError(
+                f"{type(self).__name__}: class labels must have shape (batch,) or (batch, 1 + hard negatives) = "
+                f"({batch_size}, <= {1 + num_hard}), got {tuple(labels.shape)}"
+            )
+        unknown = labels.new_full((batch_size, 1 + num_hard - labels.size(1)), -1)
+        return torch.cat([labels, unknown], dim=1)
 
     def row_losses(self, batch: PreparedBatch, begin: int, end: int) -> tuple[Tensor, dict[str, Tensor]]:
         """Per-anchor losses of this rank's anchors ``begin:end`` (shape ``(end - begin,)``) and their stats."""
@@ -321,11 +373,17 @@ class InfoNCELoss(nn.Module):
         positive_columns = batch.offset + begin + rows  # (R,) column of each anchor's positive (block 0)
         sims = cos_sim(batch.anchors[begin:end], batch.candidates)  # (R, C)
         negatives = self._negative_mask(sims, positive_columns, batch.owner, batch.usable)  # (R, C)
+        own_classes = None
+        if batch.anchor_classes is not None:
+            own_classes = batch.anchor_classes[positive_columns]  # (R,)
+            negatives &= ~_same_class(own_classes, batch.candidate_classes)
         losses, weights = self._focal_cross_entropy(sims, positive_columns, negatives)
         stats = {"focal_weight": weights.detach(), "negatives": negatives.sum(dim=1).float()}
         if self.symmetric:
             sims_d2q = cos_sim(batch.positives[begin:end], batch.all_anchors)  # (R, W)
             negatives_d2q = self._negative_mask(sims_d2q, positive_columns, None, None)  # (R, W)
+            if own_classes is not None:  # another anchor of the positive's class is not a negative either
+                negatives_d2q &= ~_same_class(own_classes, batch.anchor_classes)
             losses_d2q, weights_d2q = self._focal_cross_entropy(sims_d2q, positive_columns, negatives_d2q)
             stats.update(loss_q2d=losses.detach(), loss_d2q=losses_d2q.detach(), focal_weight_d2q=weights_d2q.detach())
             losses = (losses + losses_d2q) / 2
@@ -383,12 +441,18 @@ class InfoNCELoss(nn.Module):
             "mix_alpha": self.mix_alpha,
             "mix_beta": self.mix_beta,
             "listwise_temperature": self.listwise_temperature,
+            "mask_same_class": self.mask_same_class,
             "gather_across_devices": self.gather_across_devices,
         }
 
     @property
     def citation(self) -> str:
         return CITATION
+
+
+def _same_class(rows: Tensor, candidates: Tensor) -> Tensor:
+    """``(R, C)`` bool: candidate ``c`` has row ``r``'s class (unknown classes, ``-1``, match nothing)."""
+    return (rows.unsqueeze(1) == candidates.unsqueeze(0)) & (candidates.unsqueeze(0) >= 0) & (rows.unsqueeze(1) >= 0)
 
 
 CITATION = """

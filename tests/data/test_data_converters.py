@@ -23,7 +23,8 @@ def run(kind: str, columns: dict, seed: int = 0, **options):
 
 
 def rows(converted) -> list[tuple]:
-    return list(zip(*converted.columns.values(), strict=True))
+    """The text columns' rows (the class-id column of labelled kinds is checked on its own)."""
+    return list(zip(*(v for k, v in converted.columns.items() if k != "label"), strict=True))
 
 
 def test_pairs_exact():
@@ -127,24 +128,30 @@ CLASSES = {
 def test_example_based_labels():
     out = run("classification", CLASSES, num_negatives=2)
     label_of = dict(zip(CLASSES["text"], CLASSES["label"], strict=True))
-    assert list(out.columns) == ["anchor", "positive", "negative_1", "negative_2"]
+    assert list(out.columns) == ["anchor", "positive", "negative_1", "negative_2", "label"]
     assert len(out) == 7 and out.counts["no_other_text_with_label"] == 1  # fish1 is alone in its class
-    for anchor, positive, negative_1, negative_2 in rows(out):
+    class_of = {"cat": 0, "dog": 1, "bird": 2, "fish": 3}  # class ids in order of first appearance
+    for (anchor, positive, negative_1, negative_2), classes in zip(rows(out), out.columns["label"], strict=True):
         assert positive != anchor and label_of[positive] == label_of[anchor]
         assert label_of[negative_1] != label_of[anchor] and label_of[negative_2] != label_of[anchor]
         assert label_of[negative_1] != label_of[negative_2]  # one per other label while there are enough labels
+        # the class ids the loss masks with: anchor (= positive), then each negative's
+        assert classes == [class_of[label_of[anchor]], class_of[label_of[negative_1]], class_of[label_of[negative_2]]]
 
 
 def test_label_name_rows():
     """KaLM-V2 §3.4.2: (text, its label's name, other labels' names); the instruction on the text only."""
     out = run("classification", {**CLASSES, "label": [f"{x}_pet" for x in CLASSES["label"]]}, label_names=True,
               num_negatives=2)  # fmt: skip
-    assert list(out.columns) == ["anchor", "positive", "negative_1", "negative_2"]
+    assert list(out.columns) == ["anchor", "positive", "negative_1", "negative_2", "label"]
     assert len(out) == 8  # every text, fish1 too: its positive is a name, not another text
-    for (anchor, positive, negative_1, negative_2), label in zip(rows(out), CLASSES["label"], strict=True):
+    names = ["cat pet", "dog pet", "bird pet", "fish pet"]
+    rows_ = zip(rows(out), CLASSES["label"], out.columns["label"], strict=True)
+    for (anchor, positive, negative_1, negative_2), label, classes in rows_:
         assert anchor in CLASSES["text"] and positive == f"{label} pet"
-        assert {negative_1, negative_2} <= {"cat pet", "dog pet", "bird pet", "fish pet"} - {positive}
+        assert {negative_1, negative_2} <= set(names) - {positive}
         assert negative_1 != negative_2
+        assert [names[c] for c in classes] == [positive, negative_1, negative_2]
     config = DatasetConfig(name="d", path="x.jsonl", kind="classification", label_names=True)
     assert config.is_symmetric is False and DatasetConfig(name="d", path="x", kind="classification").is_symmetric
     with pytest.raises(Exception, match="'label_names' needs labelled texts"):

@@ -120,7 +120,8 @@ def test_load_training_datasets_reports_counts_per_dataset(tmp_path, eval_root):
     assert info["pairs"].counts["decontaminated_rows"] == 2 and info["pairs"].rows == 2
     assert datasets["pairs"]["anchor"] == ["fine", "still ok"]
     assert info["cls"].counts["decontaminated_rows"] == 1 and info["cls"].rows == 2  # "card please" lost its pair
-    assert "Where is my card?" not in {t for column in datasets["cls"].column_names for t in datasets["cls"][column]}
+    texts = {t for column in datasets["cls"].column_names if column != "label" for t in datasets["cls"][column]}
+    assert "Where is my card?" not in texts
     assert "decontaminated_rows" not in info["kept"].counts and info["kept"].rows == 4
 
 

@@ -49,7 +49,7 @@ def test_dataset_dict_and_info(sources):
     assert list(datasets) == info.names == ["debian", "sts", "cls"]
     assert datasets["debian"].column_names == ["anchor", "positive"]
     assert datasets["sts"].column_names == ["sentence1", "sentence2", "score"]
-    assert datasets["cls"].column_names == ["anchor", "positive", "negative_1", "negative_2"]
+    assert datasets["cls"].column_names == ["anchor", "positive", "negative_1", "negative_2", "label"]
     assert (info["debian"].rows, info["sts"].rows, info["cls"].rows) == (64, 48, 40)
     assert (info["debian"].loss, info["sts"].loss, info["cls"].loss) == ("infonce", "cosent", "infonce")
     assert (info["debian"].in_batch_negatives, info["sts"].in_batch_negatives, info["cls"].in_batch_negatives) == (
@@ -133,3 +133,35 @@ def test_trainer_dataloader_homogeneous_batches_with_prompts(sources, tiny_model
         assert ("positive_prompt_length" in batch) is False
     assert seen == {"debian", "sts", "cls"}
     assert len(dataloader) == 64 // 8 + 48 // 8 + 40 // 8
+
+
+def test_labelled_rows_reach_the_loss_as_class_ids_and_mask_same_class_candidates(tiny_model):
+    """Real Banking77 rows: the collator hands the class ids to the loss, which drops same-intent candidates."""
+    import torch
+
+    from embedforge.data.collator import pretokenized_collator
+    from embedforge.losses import InfoNCELoss
+
+    path = Path(__file__).resolve().parents[2] / "data/eval/Banking77Classification/train.jsonl"
+    config = {"name": "b77", "path": str(path), "kind": "classification", "num_negatives": 2, "max_rows": 400}
+    datasets, info = load_training_datasets([config], seed=0)
+    rows = datasets["b77"]
+    assert "label" in rows.column_names
+    # a batch of 48 rows whose anchors repeat some intents (77 intents: collisions are the norm, not the exception)
+    batch = pretokenized_collator(tiny_model, packing=False)([rows[i] for i in range(48)])
+    classes = batch["label"]
+    assert classes.shape == (48, 3) and classes.dtype == torch.long
+    assert (classes[:, 0:1] != classes[:, 1:]).all()  # negatives are of other intents
+    anchors = classes[:, 0]
+    assert (anchors.unsqueeze(0) == anchors.unsqueeze(1)).sum() > 48  # some intent repeats in the batch
+    features = [batch[f"{column}_input_ids"] for column in ("anchor", "positive", "negative_1", "negative_2")]
+    assert all(f.size(0) == 48 for f in features)
+    loss = InfoNCELoss(tiny_model, temperature=0.05)
+    sentence_features = [
+        {key[len(column) + 1 :]: value for key, value in batch.items() if key.startswith(f"{column}_")}
+        for column in ("anchor", "positive", "negative_1", "negative_2")
+    ]
+    loss(sentence_features, classes)
+    masked = loss.last_stats["negatives"].item()
+    loss(sentence_features, None)
+    assert masked < loss.last_stats["negatives"].item() == 48 * 3 - 1  # every candidate but its positive

@@ -44,17 +44,23 @@ def infonce_direction(
     gamma: float,
     in_batch: bool,
     margin: float | None,
+    anchor_classes: list[int] | None = None,
 ) -> Tensor:
-    """mean_i -w_i log p_i, candidates = (vector, owner anchor, is_positive_of_owner)."""
+    """mean_i -w_i log p_i, candidates = (vector, owner anchor, is_positive_of_owner[, class id]).
+
+    With ``anchor_classes``, a candidate whose class equals anchor i's (both known, >= 0) is not a negative.
+    """
     total = torch.zeros((), dtype=torch.float64)
     for i, q in enumerate(anchors):
-        positive = next(v for v, owner, is_pos in candidates if owner == i and is_pos)
+        positive = next(c[0] for c in candidates if c[1] == i and c[2])
         s_pos = cos(q, positive)
         terms = [s_pos / temperature]
-        for vector, owner, is_pos in candidates:
+        for vector, owner, is_pos, *cls in candidates:
             if owner == i and is_pos:
                 continue
             if not in_batch and owner != i:
+                continue
+            if anchor_classes is not None and cls and cls[0] >= 0 and cls[0] == anchor_classes[i] >= 0:
                 continue
             s = cos(q, vector)
             if margin is not None and float(s.detach()) > float(s_pos.detach()) - margin:
@@ -77,18 +83,22 @@ def reference_infonce(
     pairwise: list[list[tuple[int, int, float]]] | None = None,
     listwise: bool = False,
     listwise_temperature: float = 1.0,
+    classes: list[list[int]] | None = None,
 ) -> Tensor:
     """The InfoNCE family on per-column (B, D) float64 embeddings [anchor, positive, negative_1, ...].
 
     ``pairwise[i]`` lists anchor i's (j, k, λ) recipes. Mixing uses only negatives passing the false-negative
-    rule, and an anchor with fewer than two such negatives gets no synthetic negative.
+    rule, and an anchor with fewer than two such negatives gets no synthetic negative. ``classes[i]`` = class ids
+    of row i's anchor (and positive), then of its negatives (-1 unknown; synthetic negatives are unknown).
     """
     anchor_col, positive_col, *negative_cols = embeddings
     batch = anchor_col.size(0)
     anchors = [anchor_col[i] for i in range(batch)]
-    candidates: list[tuple[Tensor, int, bool]] = [(positive_col[j], j, True) for j in range(batch)]
-    for column in negative_cols:
-        candidates += [(column[j], j, False) for j in range(batch)]
+    cls = classes or [[-1] * (1 + len(negative_cols))] * batch
+    anchor_classes = [row[0] for row in cls] if classes is not None else None
+    candidates: list[tuple] = [(positive_col[j], j, True, cls[j][0]) for j in range(batch)]
+    for c, column in enumerate(negative_cols):
+        candidates += [(column[j], j, False, cls[j][1 + c]) for j in range(batch)]
     for i in range(batch):
         valid = [True] * len(negative_cols)
         if margin is not None:
@@ -102,12 +112,13 @@ def reference_infonce(
             candidates.append(
                 (listwise_synthetic(anchors[i], negative_cols, i, valid, listwise_temperature), i, False)
             )
-    loss = infonce_direction(anchors, candidates, temperature, gamma, in_batch, margin)
+    loss = infonce_direction(anchors, candidates, temperature, gamma, in_batch, margin, anchor_classes)
     if symmetric:
         # d->q: each positive against all anchors
-        reverse = [(anchors[j], j, True) for j in range(batch)]
+        reverse = [(anchors[j], j, True, cls[j][0]) for j in range(batch)]
         positives = [positive_col[i] for i in range(batch)]
-        loss = (loss + infonce_direction(positives, reverse, temperature, gamma, True, margin)) / 2
+        d2q = infonce_direction(positives, reverse, temperature, gamma, True, margin, anchor_classes)
+        loss = (loss + d2q) / 2
     return loss
 
 

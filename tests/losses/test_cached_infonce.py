@@ -24,10 +24,10 @@ def features(model):
     return [model.preprocess(column) for column in COLUMNS]
 
 
-def loss_and_grads(model, loss_fn, seed=0):
+def loss_and_grads(model, loss_fn, seed=0, labels=None):
     model.zero_grad()
     torch.manual_seed(seed)
-    loss = loss_fn(features(model), None)
+    loss = loss_fn(features(model), labels)
     loss.backward()
     grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     return loss.detach(), grads
@@ -56,6 +56,22 @@ def test_cached_equals_uncached(tiny_model, config):
     uncached = loss_and_grads(tiny_model, InfoNCELoss(tiny_model, **options))
     cached = loss_and_grads(tiny_model, CachedInfoNCELoss(tiny_model, mini_batch_size=4, **options))
     assert_same(uncached, cached)
+
+
+def test_cached_equals_uncached_with_class_labels(tiny_model):
+    """Same-class masking (labelled rows) is identical under GradCache and under Matryoshka."""
+    tiny_model.eval()
+    labels = torch.tensor([[0, 1, 2, 3], [1, 0, 2, 3], [0, 1, 2, 3], [2, 0, 1, 3], [1, 0, 2, 3], [3, 0, 1, 2]])
+    options = {"temperature": 0.05, "gamma": 0.5, "symmetric": True, "mix_listwise": True}
+    uncached = loss_and_grads(tiny_model, InfoNCELoss(tiny_model, **options), labels=labels)
+    assert_same(uncached, loss_and_grads(tiny_model, CachedInfoNCELoss(tiny_model, mini_batch_size=4, **options),
+                                         labels=labels))  # fmt: skip
+    unmasked = loss_and_grads(tiny_model, InfoNCELoss(tiny_model, **options))
+    assert abs(uncached[0].item() - unmasked[0].item()) > 1e-6  # rows 0/2 and 1/4 share a class
+    dims = {"matryoshka_dims": [32, 16], "matryoshka_weights": [1.0, 0.5]}
+    plain = MatryoshkaLoss(tiny_model, InfoNCELoss(tiny_model, **options), **dims)
+    cached = MatryoshkaLoss(tiny_model, CachedInfoNCELoss(tiny_model, mini_batch_size=4, **options), **dims)
+    assert_same(loss_and_grads(tiny_model, plain, labels=labels), loss_and_grads(tiny_model, cached, labels=labels))
 
 
 def test_mixing_randomness_is_shared_and_matters(tiny_model):

@@ -29,7 +29,11 @@ CONFIGS = {
         "mix_listwise": True,
     },
     "in_batch_off": {"in_batch_negatives": False, "gamma": 0.5, "mix_listwise": True},
+    # same-class masking: each rank's class labels are gathered with its embeddings
+    "class_labels": {"gamma": 0.5, "symmetric": True, "mix_listwise": True, "labels": True},
 }
+# class ids per row (anchor, then each hard negative): rows of one class sit on both ranks
+CLASSES = torch.tensor([[i % 3, (i + 1) % 3, (i + 2) % 3, -1] for i in range(BATCH)])
 
 
 def fixed_sampler(valid, count, seed, alpha, beta):
@@ -50,9 +54,11 @@ def problem():
 def loss_and_grad(config: dict, rows: slice, gather: bool):
     weight, inputs = problem()
     weight.requires_grad_()
-    loss_fn = InfoNCELoss(None, temperature=0.1, gather_across_devices=gather, **config)
+    options = {k: v for k, v in config.items() if k != "labels"}
+    loss_fn = InfoNCELoss(None, temperature=0.1, gather_across_devices=gather, **options)
     loss_fn.pairwise_sampler = fixed_sampler
-    loss = loss_fn.compute_loss_from_embeddings([x[rows] @ weight for x in inputs])
+    labels = CLASSES[rows] if config.get("labels") else None
+    loss = loss_fn.compute_loss_from_embeddings([x[rows] @ weight for x in inputs], labels)
     loss.backward()
     return loss.detach(), weight.grad
 

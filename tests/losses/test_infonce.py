@@ -253,3 +253,63 @@ def test_bad_arguments_name_the_argument(argument, value):
 def test_symmetric_without_in_batch_negatives_is_refused():
     with pytest.raises(ConfigError, match="in_batch_negatives"):
         InfoNCELoss(None, symmetric=True, in_batch_negatives=False)
+
+
+# ------------------------------------------------------------------ same-class masking (labelled rows)
+CLASSES = [[0, 1, 2, 1], [1, 0, 2, 3], [0, 2, 1, 3], [2, 0, 1, -1], [1, 2, 0, 3]]  # anchor, then each negative
+
+
+def class_loss_and_grads(options: dict, embeddings, labels):
+    embeddings = [e.detach().clone().requires_grad_() for e in embeddings]
+    loss = InfoNCELoss(None, **options).compute_loss_from_embeddings(embeddings, labels)
+    loss.backward()
+    return loss.detach(), [e.grad for e in embeddings]
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("gamma", [0.0, 0.5])
+def test_same_class_candidates_are_not_negatives_matches_reference(symmetric, gamma):
+    """Rows 0 and 2 share class 0, rows 1 and 4 class 1: their positives and same-class hard negatives drop out."""
+    embeddings = make_embeddings(seed=7)
+    options = {"temperature": 0.05, "gamma": gamma, "symmetric": symmetric}
+    loss, grads = class_loss_and_grads(options, embeddings, torch.tensor(CLASSES))
+    ref = [e.detach().clone().requires_grad_() for e in embeddings]
+    ref_loss = reference_infonce(ref, temperature=0.05, gamma=gamma, symmetric=symmetric, classes=CLASSES)
+    ref_loss.backward()
+    torch.testing.assert_close(loss, ref_loss.detach(), rtol=1e-9, atol=1e-9)
+    for grad, r in zip(grads, ref, strict=True):
+        torch.testing.assert_close(grad, r.grad, rtol=1e-8, atol=1e-9)
+    unlabelled = InfoNCELoss(None, **options).compute_loss_from_embeddings(make_embeddings(seed=7))
+    assert not torch.isclose(loss, unlabelled)  # the masking changed something
+
+
+def test_one_class_per_row_labels_mask_only_the_positives_of_the_anchors_class():
+    """(B,) labels: the anchor's class; hard negatives' classes are unknown and stay negatives."""
+    embeddings = make_embeddings(seed=8)
+    anchor_classes = [row[0] for row in CLASSES]
+    loss, _ = class_loss_and_grads({"temperature": 0.05}, embeddings, torch.tensor(anchor_classes))
+    known = [[c] + [-1] * NEGATIVES for c in anchor_classes]
+    ref = reference_infonce([e.detach() for e in embeddings], temperature=0.05, classes=known)
+    torch.testing.assert_close(loss, ref, rtol=1e-9, atol=1e-9)
+
+
+def test_distinct_classes_float_labels_or_the_flag_off_change_nothing():
+    embeddings = make_embeddings(seed=9)
+    plain = InfoNCELoss(None, temperature=0.05).compute_loss_from_embeddings(embeddings)
+    distinct = torch.tensor([[i, -1, -1, -1] for i in range(BATCH)])
+    same = torch.zeros(BATCH, 1 + NEGATIVES, dtype=torch.long)
+    cases = [
+        (InfoNCELoss(None, temperature=0.05), distinct),
+        (InfoNCELoss(None, temperature=0.05), torch.rand(BATCH)),  # scores / teacher embeddings: not classes
+        (InfoNCELoss(None, temperature=0.05, mask_same_class=False), same),
+    ]
+    for loss_fn, labels in cases:
+        torch.testing.assert_close(loss_fn.compute_loss_from_embeddings(embeddings, labels), plain)
+    # one class everywhere with every class known: nothing is a negative, every row contributes 0
+    masked = InfoNCELoss(None, temperature=0.05).compute_loss_from_embeddings(embeddings, same)
+    assert masked.item() == 0.0
+
+
+def test_class_labels_of_the_wrong_shape_are_refused():
+    with pytest.raises(ValueError, match=r"class labels must have shape \(batch,\) or \(batch, 1 \+ hard negatives\)"):
+        InfoNCELoss(None).compute_loss_from_embeddings(make_embeddings(), torch.zeros(BATCH, 9, dtype=torch.long))
