@@ -67,8 +67,9 @@ class InfoNCELoss(nn.Module):
       ``-1`` = unknown), a candidate of the anchor's own class is never a negative — the other rows' positives
       and hard negatives of that class are false negatives by construction (the supervised-contrastive view of
       Khosla et al. 2020; KaLM-V2 §3.4.2 and Seed1.5 avoid them by turning in-batch negatives off for such data,
-      which also throws away every true in-batch negative). Float labels (scores, teacher embeddings) are
-      ignored.
+      which also throws away every true in-batch negative). A candidate of a known *other* class is a true
+      negative by its label, so the false-negative margin (a similarity guess) does not drop it. Float labels
+      (scores, teacher embeddings) are ignored.
     - mixing (KaLM Eq. 5-7, :mod:`embedforge.losses.hard_negative_mixing`): ``mix_pairwise`` synthetic
       negatives ``normalize(λ p_j + (1-λ) p_k)``, ``λ ~ Beta(mix_alpha, mix_beta)``, and with ``mix_listwise``
       one ``normalize(Σ_k softmax_k(s(q_i, p_k)/listwise_temperature) p_k)`` per anchor, built from the
@@ -283,6 +284,7 @@ class InfoNCELoss(nn.Module):
         anchors, positives, *hard = embeddings
         batch_size = anchors.size(0)
         columns = [positives, *hard]
+        classes = self._class_ids(labels, batch_size, len(hard), anchors.device)  # (B, 1 + M) or None
         synthetic_usable = None  # (B, S) bool
         if (self.mix_pairwise or self.mix_listwise) and len(hard) < 2:
             self._warn_once(
@@ -296,7 +298,12 @@ class InfoNCELoss(nn.Module):
                 if self.false_negative_margin is not None:
                     positive_sims = pairwise_cos_sim(anchors, positives)  # (B,)
                     hard_sims = torch.stack([pairwise_cos_sim(anchors, h) for h in hard], dim=1)  # (B, M)
-                    valid = ~(hard_sims > positive_sims.unsqueeze(1) - self.false_negative_margin)
+                    too_similar = hard_sims > positive_sims.unsqueeze(1) - self.false_negative_margin
+                    if classes is not None:  # a negative of a known other class is a true negative
+                        too_similar &= ~_other_class(classes[:, 0], classes[:, 1:], elementwise=True)
+                    valid = ~too_similar
+                if classes is not None:
+                    valid &= ~_same_class(classes[:, 0], classes[:, 1:], elementwise=True)
             if seed is None:
                 seed = self.draw_seed()
             synthetic, synthetic_usable = synthesize_hard_negatives(
@@ -320,7 +327,6 @@ class InfoNCELoss(nn.Module):
                 "no anchor has a negative and the loss is 0. Add hard negatives or enable in-batch negatives.",
             )
 
-        classes = self._class_ids(labels, batch_size, len(hard), anchors.device)  # (B, 1 + M) or None
         all_anchors, offset = anchors, 0
         if self.gather_across_devices:
             # Every rank scores its own anchors against all ranks' candidates (and, for d->q, its own positives
@@ -372,27 +378,38 @@ class InfoNCELoss(nn.Module):
         rows = torch.arange(end - begin, device=batch.anchors.device)
         positive_columns = batch.offset + begin + rows  # (R,) column of each anchor's positive (block 0)
         sims = cos_sim(batch.anchors[begin:end], batch.candidates)  # (R, C)
-        negatives = self._negative_mask(sims, positive_columns, batch.owner, batch.usable)  # (R, C)
-        own_classes = None
-        if batch.anchor_classes is not None:
-            own_classes = batch.anchor_classes[positive_columns]  # (R,)
-            negatives &= ~_same_class(own_classes, batch.candidate_classes)
+        own_classes = None if batch.anchor_classes is None else batch.anchor_classes[positive_columns]  # (R,)
+        negatives = self._negative_mask(
+            sims, positive_columns, batch.owner, batch.usable, own_classes, batch.candidate_classes
+        )  # (R, C)
         losses, weights = self._focal_cross_entropy(sims, positive_columns, negatives)
         stats = {"focal_weight": weights.detach(), "negatives": negatives.sum(dim=1).float()}
         if self.symmetric:
             sims_d2q = cos_sim(batch.positives[begin:end], batch.all_anchors)  # (R, W)
-            negatives_d2q = self._negative_mask(sims_d2q, positive_columns, None, None)  # (R, W)
-            if own_classes is not None:  # another anchor of the positive's class is not a negative either
-                negatives_d2q &= ~_same_class(own_classes, batch.anchor_classes)
+            # another anchor of the positive's class is not a negative either
+            negatives_d2q = self._negative_mask(
+                sims_d2q, positive_columns, None, None, own_classes, batch.anchor_classes
+            )  # (R, W)
             losses_d2q, weights_d2q = self._focal_cross_entropy(sims_d2q, positive_columns, negatives_d2q)
             stats.update(loss_q2d=losses.detach(), loss_d2q=losses_d2q.detach(), focal_weight_d2q=weights_d2q.detach())
             losses = (losses + losses_d2q) / 2
         return losses, {key: value.mean() for key, value in stats.items()}
 
     def _negative_mask(
-        self, sims: Tensor, positive_columns: Tensor, owner: Tensor | None, usable: Tensor | None
+        self,
+        sims: Tensor,
+        positive_columns: Tensor,
+        owner: Tensor | None,
+        usable: Tensor | None,
+        row_classes: Tensor | None = None,
+        candidate_classes: Tensor | None = None,
     ) -> Tensor:
-        """``(R, C)`` bool: which candidates count as negatives of each row."""
+        """``(R, C)`` bool: which candidates count as negatives of each row.
+
+        With classes: a candidate of the row's class is never a negative, and one of a known other class is
+        always kept by the false-negative margin (the labels say it is a true negative; the margin is a guess
+        for candidates whose class is unknown).
+        """
         rows = torch.arange(sims.size(0), device=sims.device)
         negatives = torch.ones_like(sims, dtype=torch.bool)
         negatives[rows, positive_columns] = False
@@ -400,9 +417,15 @@ class InfoNCELoss(nn.Module):
             negatives &= usable.unsqueeze(0)
         if owner is not None and not self.in_batch_negatives:
             negatives &= owner.unsqueeze(0) == positive_columns.unsqueeze(1)  # own hard (+ synthetic) only
+        known = row_classes is not None and candidate_classes is not None
+        if known:
+            negatives &= ~_same_class(row_classes, candidate_classes)
         if self.false_negative_margin is not None:
             positive_sims = sims[rows, positive_columns].detach().unsqueeze(1)  # (R, 1)
-            negatives &= ~(sims.detach() > positive_sims - self.false_negative_margin)
+            too_similar = sims.detach() > positive_sims - self.false_negative_margin
+            if known:
+                too_similar &= ~_other_class(row_classes, candidate_classes)
+            negatives &= ~too_similar
         return negatives
 
     def _focal_cross_entropy(self, sims: Tensor, positive_columns: Tensor, negatives: Tensor) -> tuple[Tensor, Tensor]:
@@ -450,9 +473,21 @@ class InfoNCELoss(nn.Module):
         return CITATION
 
 
-def _same_class(rows: Tensor, candidates: Tensor) -> Tensor:
+def _class_pairs(rows: Tensor, candidates: Tensor, elementwise: bool) -> tuple[Tensor, Tensor]:
+    """Row and candidate classes broadcast to ``(R, C)`` (``elementwise``: candidates is already ``(R, M)``)."""
+    return rows.unsqueeze(1), candidates if elementwise else candidates.unsqueeze(0)
+
+
+def _same_class(rows: Tensor, candidates: Tensor, elementwise: bool = False) -> Tensor:
     """``(R, C)`` bool: candidate ``c`` has row ``r``'s class (unknown classes, ``-1``, match nothing)."""
-    return (rows.unsqueeze(1) == candidates.unsqueeze(0)) & (candidates.unsqueeze(0) >= 0) & (rows.unsqueeze(1) >= 0)
+    row, candidate = _class_pairs(rows, candidates, elementwise)
+    return (row == candidate) & (candidate >= 0) & (row >= 0)
+
+
+def _other_class(rows: Tensor, candidates: Tensor, elementwise: bool = False) -> Tensor:
+    """``(R, C)`` bool: both classes known and different (a true negative by its label)."""
+    row, candidate = _class_pairs(rows, candidates, elementwise)
+    return (row != candidate) & (candidate >= 0) & (row >= 0)
 
 
 CITATION = """

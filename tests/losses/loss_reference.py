@@ -60,11 +60,12 @@ def infonce_direction(
                 continue
             if not in_batch and owner != i:
                 continue
-            if anchor_classes is not None and cls and cls[0] >= 0 and cls[0] == anchor_classes[i] >= 0:
-                continue
+            known = anchor_classes is not None and cls and cls[0] >= 0 and anchor_classes[i] >= 0
+            if known and cls[0] == anchor_classes[i]:
+                continue  # same class: not a negative
             s = cos(q, vector)
-            if margin is not None and float(s.detach()) > float(s_pos.detach()) - margin:
-                continue
+            if margin is not None and float(s.detach()) > float(s_pos.detach()) - margin and not known:
+                continue  # the margin only guesses for candidates of unknown class
             terms.append(s / temperature)
         z = sum(torch.exp(t) for t in terms)
         p = torch.exp(terms[0]) / z
@@ -101,9 +102,14 @@ def reference_infonce(
         candidates += [(column[j], j, False, cls[j][1 + c]) for j in range(batch)]
     for i in range(batch):
         valid = [True] * len(negative_cols)
+        known = [cls[i][0] >= 0 and cls[i][1 + c] >= 0 for c in range(len(negative_cols))]
         if margin is not None:
             s_pos = float(cos(anchors[i], positive_col[i]).detach())
-            valid = [float(cos(anchors[i], col[i]).detach()) <= s_pos - margin for col in negative_cols]
+            valid = [
+                float(cos(anchors[i], col[i]).detach()) <= s_pos - margin or (known[c] and cls[i][1 + c] != cls[i][0])
+                for c, col in enumerate(negative_cols)
+            ]
+        valid = [v and not (known[c] and cls[i][1 + c] == cls[i][0]) for c, v in enumerate(valid)]
         if sum(valid) < 2:
             continue
         for j, k, lam in (pairwise or [[]] * batch)[i]:

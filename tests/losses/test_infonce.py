@@ -313,3 +313,25 @@ def test_distinct_classes_float_labels_or_the_flag_off_change_nothing():
 def test_class_labels_of_the_wrong_shape_are_refused():
     with pytest.raises(ValueError, match=r"class labels must have shape \(batch,\) or \(batch, 1 \+ hard negatives\)"):
         InfoNCELoss(None).compute_loss_from_embeddings(make_embeddings(), torch.zeros(BATCH, 9, dtype=torch.long))
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.1])
+def test_known_other_class_negatives_survive_the_false_negative_margin(margin):
+    """Labels outrank the similarity guess: a hard negative of another class scoring above the positive stays."""
+    embeddings = make_embeddings(seed=3)
+    with torch.no_grad():
+        # anchor 0's first hard negative: closer to the anchor than its positive is (the margin's target)
+        embeddings[2][0] = 0.9 * embeddings[0][0] + 0.1 * embeddings[1][0]
+    options = {"temperature": 0.05, "false_negative_margin": margin, "gamma": 0.5, "mix_listwise": True}
+    loss, grads = class_loss_and_grads(options, embeddings, torch.tensor(CLASSES))
+    ref = [e.detach().clone().requires_grad_() for e in embeddings]
+    ref_loss = reference_infonce(ref, temperature=0.05, gamma=0.5, margin=margin, listwise=True, classes=CLASSES)
+    ref_loss.backward()
+    torch.testing.assert_close(loss, ref_loss.detach(), rtol=1e-9, atol=1e-9)
+    for grad, r in zip(grads, ref, strict=True):
+        torch.testing.assert_close(grad, r.grad, rtol=1e-8, atol=1e-9)
+    # the same batch with that negative's class unknown: the margin drops it, and the loss changes
+    unknown = [row[:] for row in CLASSES]
+    unknown[0][1] = -1
+    without, _ = class_loss_and_grads(options, embeddings, torch.tensor(unknown))
+    assert not torch.isclose(loss, without)
