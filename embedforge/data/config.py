@@ -53,9 +53,13 @@ FORMATS: tuple[str, ...] = ("jsonl", "parquet", "beir", "disk")
 # Kinds whose two sides are the same sort of text: the instruction goes on every text column (KaLM-V2 §3.4,
 # Table 1: STS, pair classification and the example-based classification/clustering rows are symmetric).
 _SYMMETRIC_BY_DEFAULT = {"nli", "sts", "classification", "clustering"}
-# Kinds trained without in-batch negatives by default: example-based labels share classes across rows, so other
-# rows' positives are often false negatives (KaLM-V2 §3.4.2; Seed1.5: hard negatives only for non-retrieval).
-_NO_IN_BATCH_NEGATIVES = {"classification", "clustering"}
+# Kinds trained without in-batch negatives by default: none. Example-based labels share classes across rows, so
+# other rows' positives are often false negatives — which is why Seed1.5 trains non-retrieval data on hard
+# negatives only and KaLM-V2 keeps its fine-tuning batches small. Our classification/clustering rows carry their
+# class ids instead, and InfoNCE masks same-class candidates (mask_same_class), so every other in-batch text is a
+# true negative (ours; measured in docs/RESULTS.md "recipe-vs-st": hard negatives only lost 6 points of section
+# clustering and 2.5 of Banking77 to a plain MNRL script). Paper recipes that follow Seed1.5 set it per dataset.
+_NO_IN_BATCH_NEGATIVES: set[str] = set()
 # Hard negatives built per row when num_negatives is not given (None = as many as every row has).
 _DEFAULT_NUM_NEGATIVES: dict[str, int | None] = {
     "pairs": 0,
@@ -83,7 +87,7 @@ class DatasetConfig:
     instruction: str | None = None  # task description put in the template; None = no instruction
     template: str | None = None  # prompt template with {task} and a trailing {text}; None = KaLM/Qwen default
     symmetric: bool | None = None  # instruction on every text column; None = kind default (sts/nli/cls/clu: yes)
-    in_batch_negatives: bool | None = None  # None = kind default (classification/clustering: no, others: yes)
+    in_batch_negatives: bool | None = None  # None = kind default (yes; labelled kinds mask same-class candidates)
     loss: str | None = None  # infonce|cosent; None = cosent for sts, infonce otherwise
     weight: float | None = None  # sampling weight override (probability scale); None = from size/temperature
     max_rows: int | None = None  # cap on training rows after conversion (seeded random subset); None = all

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from embedforge.data.config import DatasetConfig, check_unique_names
-from embedforge.data.converters import REQUIRED_COLUMNS, Source, convert
+from embedforge.data.converters import CLASS_COLUMN, REQUIRED_COLUMNS, Source, convert
 from embedforge.data.decontaminate import EvalTextIndex, contaminated_rows
 from embedforge.data.instructions import dataset_prompts
 from embedforge.data.readers import LINE_COLUMN, detect_format, location_file, read_dataset
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # source columns that hold texts, per kind (decontamination looks at these only, not at ids/labels/metadata)
+_CLASS_KINDS = ("classification", "clustering")  # rows carry class ids (converters.CLASS_COLUMN)
 _TEXT_COLUMNS = {
     "pairs": ("anchor", "positive"),
     "triplets": ("anchor", "positive", "negative", "negatives"),
@@ -71,6 +72,12 @@ class DatasetInfo:
     prompts: dict[str, str]  # column -> prompt
     weight: float  # sampling probability
     counts: dict[str, int] = field(default_factory=dict)  # skipped / dropped / filled / decontaminated counts
+
+    @property
+    def unique_texts_per_batch(self) -> bool:
+        """Whether a batch must not repeat a text: with in-batch negatives, a repeated text is a false negative —
+        unless the rows carry class ids (classification/clustering), with which the loss masks it anyway."""
+        return self.in_batch_negatives and not (self.kind in _CLASS_KINDS and CLASS_COLUMN in self.columns)
 
 
 @dataclass
@@ -106,13 +113,13 @@ class TrainingDataInfo:
 
     def multi_dataset_batch_sampler(self, **options: Any) -> Any:
         """A ``multi_dataset_batch_sampler=`` value: datasets drawn with :attr:`weights`, and texts kept unique
-        within a batch exactly for the datasets trained with in-batch negatives. ``options`` go to
+        within a batch exactly for the datasets trained with in-batch negatives and without class ids. ``options`` go to
         :func:`~embedforge.data.sampler.multi_dataset_batch_sampler` (e.g. ``num_batches``, ``world_size``)."""
         from embedforge.data.sampler import multi_dataset_batch_sampler  # imports sentence-transformers (~10 s)
 
         options.setdefault("weights", [self.datasets[n].weight for n in self.names])
         options.setdefault("names", self.names)
-        options.setdefault("no_duplicates", [self.datasets[n].in_batch_negatives for n in self.names])
+        options.setdefault("no_duplicates", [self.datasets[n].unique_texts_per_batch for n in self.names])
         return multi_dataset_batch_sampler(**options)
 
     def summary(self) -> str:

@@ -83,8 +83,8 @@ def test_bad_values_rejected():
         ("triplets", False, "infonce", True, None),
         ("nli", True, "infonce", True, 1),
         ("sts", True, "cosent", False, 0),
-        ("classification", True, "infonce", False, 1),
-        ("clustering", True, "infonce", False, 1),
+        ("classification", True, "infonce", True, 1),  # in-batch: same-class candidates are masked by the labels
+        ("clustering", True, "infonce", True, 1),
     ],
 )
 def test_kind_defaults(kind, symmetric, loss, in_batch, negatives):

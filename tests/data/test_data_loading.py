@@ -55,8 +55,10 @@ def test_dataset_dict_and_info(sources):
     assert (info["debian"].in_batch_negatives, info["sts"].in_batch_negatives, info["cls"].in_batch_negatives) == (
         True,
         False,
-        False,
+        True,  # same-class candidates are masked by the class ids
     )
+    # a batch may repeat a text only where the class ids make the repeat harmless
+    assert [info[n].unique_texts_per_batch for n in info.names] == [True, False, False]
     assert info.prompts == {
         "debian": {"anchor": "Instruct: Retrieve the description\nQuery: "},
         "sts": {"sentence1": "Instruct: Similar text\nQuery: ", "sentence2": "Instruct: Similar text\nQuery: "},
@@ -146,7 +148,7 @@ def test_labelled_rows_reach_the_loss_as_class_ids_and_mask_same_class_candidate
     config = {"name": "b77", "path": str(path), "kind": "classification", "num_negatives": 2, "max_rows": 400}
     datasets, info = load_training_datasets([config], seed=0)
     rows = datasets["b77"]
-    assert "label" in rows.column_names
+    assert info.datasets["b77"].in_batch_negatives and "label" in rows.column_names
     # a batch of 48 rows whose anchors repeat some intents (77 intents: collisions are the norm, not the exception)
     batch = pretokenized_collator(tiny_model, packing=False)([rows[i] for i in range(48)])
     classes = batch["label"]

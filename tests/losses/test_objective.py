@@ -60,7 +60,8 @@ def test_matryoshka_keeps_the_dataset_flags_and_the_gather(tiny_model):
     """The old registry form `loss: {name: matryoshka, loss: {...}}` built the inner InfoNCE without the
     dataset's in_batch_negatives flag and without the cross-device gather."""
     config = ObjectiveConfig(loss={"temperature": 0.02}, matryoshka=MatryoshkaConfig(dims=[32, 16]))
-    loss = build_objective(dataset("classification", num_negatives=1), config, tiny_model, world_size=2)
+    labelled = dataset("classification", num_negatives=1, in_batch_negatives=False)
+    loss = build_objective(labelled, config, tiny_model, world_size=2)
     assert isinstance(loss, MatryoshkaLoss) and isinstance(loss.loss, InfoNCELoss)
     assert loss.loss.in_batch_negatives is False and loss.loss.gather_across_devices is True
     assert loss.temperature == 0.02  # Matryoshka forwards its inner loss's options
@@ -83,9 +84,10 @@ def test_option_types_are_checked_at_load():
         check_objective([dataset()], ObjectiveConfig(loss_overrides={"triplets": {"gama": 0.5}}), "s")
 
 
-def test_a_loss_that_always_uses_in_batch_negatives_is_refused_for_label_data():
+def test_a_loss_that_always_uses_in_batch_negatives_is_refused_for_data_without():
+    hard_only = dataset("classification", in_batch_negatives=False)  # Seed1.5: hard negatives only
     with pytest.raises(ConfigError, match=r"dataset 'classification' \(classification\) trains without in-batch"):
-        check_objective([dataset("classification")], ObjectiveConfig(loss={"name": "mnrl"}), "s")
+        check_objective([hard_only], ObjectiveConfig(loss={"name": "mnrl"}), "s")
     # the flag is honoured where the loss has it, and irrelevant where the loss has no in-batch negatives
     check_objective([dataset("classification"), dataset("sts")], ObjectiveConfig(), "s")
 
@@ -128,7 +130,7 @@ def test_sdm_under_gradcache_embeds_the_anchors_only_and_is_exact(tiny_model):
 
 def test_infonce_and_mnrl_take_their_own_cached_variants(tiny_model):
     config = ObjectiveConfig(loss={"gamma": 0.5}, gradcache_mini_batch=2)
-    cached = build_objective(dataset("classification"), config, tiny_model)
+    cached = build_objective(dataset("classification", in_batch_negatives=False), config, tiny_model)
     assert isinstance(cached, CachedInfoNCELoss) and cached.mini_batch_size == 2
     assert cached.in_batch_negatives is False and cached.gamma == 0.5
     mnrl = build_objective(dataset(), ObjectiveConfig(loss={"name": "mnrl"}, gradcache_mini_batch=2), tiny_model)

@@ -64,7 +64,8 @@ def test_kalm_v2(tiny_decoder_dir, tmp_path):
     )
     infos = {d["name"]: d for d in finetune.datasets}
     assert infos["snli"]["symmetric"] and set(infos["snli"]["prompts"]) == {"anchor", "positive", "negative_1"}
-    assert infos["banking77"]["in_batch_negatives"] is False and infos["banking77_labels"]["symmetric"] is False
+    # paper Eq. 3: in-batch and hard negatives for every dataset (same-class candidates are masked by the labels)
+    assert infos["banking77"]["in_batch_negatives"] is True and infos["banking77_labels"]["symmetric"] is False
     assert finetune.decontaminated_against == [str(STS_TEST)]  # on without a decontaminate_against key
     soup = result.stages["soup"].summary
     assert soup.method == "cocktail" and [i["model"] for i in soup.ingredients] == [
@@ -95,10 +96,11 @@ def test_sea(tiny_bert_dir, tiny_model_dir, tmp_path):
     result = run_recipe(recipe)
     instruction = result.stages["instruction"].summary
     infos = {d["name"]: d for d in instruction.datasets}
-    assert infos["banking77"]["in_batch_negatives"] is False and set(infos["banking77"]["prompts"]) == {"anchor"}
+    # symmetric InfoNCE with in-batch negatives everywhere (paper §2.2.1); the labels mask same-intent candidates
+    assert infos["banking77"]["in_batch_negatives"] is True and set(infos["banking77"]["prompts"]) == {"anchor"}
     assert (
-        "in_batch_negatives=False" in instruction.losses["banking77"]
-        and "symmetric=False" in (instruction.losses["banking77"])
+        "in_batch_negatives=True" in instruction.losses["banking77"]
+        and "symmetric=True" in (instruction.losses["banking77"])
     )
     assert "symmetric=True" in instruction.losses["snli"]
     sdm = result.stages["sdm"].summary
