@@ -113,8 +113,8 @@ class TrainingDataInfo:
 
     def multi_dataset_batch_sampler(self, **options: Any) -> Any:
         """A ``multi_dataset_batch_sampler=`` value: datasets drawn with :attr:`weights`, and texts kept unique
-        within a batch exactly for the datasets trained with in-batch negatives and without class ids. ``options`` go to
-        :func:`~embedforge.data.sampler.multi_dataset_batch_sampler` (e.g. ``num_batches``, ``world_size``)."""
+        within a batch exactly for the datasets trained with in-batch negatives and without class ids. ``options``
+        go to :func:`~embedforge.data.sampler.multi_dataset_batch_sampler` (e.g. ``num_batches``, ``world_size``)."""
         from embedforge.data.sampler import multi_dataset_batch_sampler  # imports sentence-transformers (~10 s)
 
         options.setdefault("weights", [self.datasets[n].weight for n in self.names])
