@@ -166,6 +166,18 @@ def pm(paired: Paired) -> str:
     return f"{paired.mean:+.2f}" + (f" ± {paired.std:.2f}" if len(paired.differences) > 1 else "")
 
 
+def portable(value: Any) -> Any:
+    """``value`` with paths inside this checkout made relative to it, so ``--resume`` works from another clone."""
+    if isinstance(value, str):
+        prefix = f"{REPO}{os.sep}"
+        return value[len(prefix) :] if value.startswith(prefix) else value
+    if isinstance(value, dict):
+        return {key: portable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [portable(item) for item in value]
+    return value
+
+
 def render(work: Path) -> str:
     """The markdown section: every side found under ``work``, paired with the peer by seed."""
     base = json.loads((work / "base" / "result.json").read_text())
@@ -302,9 +314,10 @@ def main(argv: list[str] | None = None) -> int:
         for kind, name in sides:
             side = work / f"seed{seed}" / name
             if kind == "peer":
-                settings = {"peer": to_plain(plan), "seed": seed, "tasks": task_names}
+                settings = {"peer": portable(to_plain(plan)), "seed": seed, "tasks": task_names}
             else:
-                settings = {"recipe": to_plain(load(recipe_path, overrides)), "seed": seed, "tasks": task_names}
+                recipe_settings = portable(to_plain(load(recipe_path, overrides)))
+                settings = {"recipe": recipe_settings, "seed": seed, "tasks": task_names}
                 settings["recipe"].pop("output_dir", None)
                 settings["recipe"].pop("source", None)
             record = load_record(side / "result.json", settings) if args.resume else None

@@ -64,3 +64,15 @@ def test_steps_are_split_over_the_training_stages(bench):
     overrides = module.embedforge_overrides(module.DEFAULT_RECIPE, [], 50)
     recipe = module.load(module.DEFAULT_RECIPE, overrides)
     assert sum(s.max_steps for s in module.train_stages(recipe).values()) == 50
+
+
+def test_settings_are_portable_across_checkouts(bench):
+    """--resume compares settings: a clone elsewhere must see the same ones (paths relative to the checkout)."""
+    rvs, _ = bench
+    inside = f"{REPO}/data/train/snli/triplets.jsonl"
+    settings = {"datasets": [{"path": inside, "max_rows": 3}], "eval": ["/elsewhere/eval", inside], "seed": 1}
+    assert rvs.portable(settings) == {
+        "datasets": [{"path": "data/train/snli/triplets.jsonl", "max_rows": 3}],
+        "eval": ["/elsewhere/eval", "data/train/snli/triplets.jsonl"],
+        "seed": 1,
+    }
