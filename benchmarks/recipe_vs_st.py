@@ -252,13 +252,54 @@ def render(work: Path) -> str:
             f"{part.verdict} |"
         )
     lines += ["", "Per task, embedforge − peer, mean ± std of the per-seed differences:", ""]
-    if "embedforge" in sides:
-        seeds = sorted(set(sides["embedforge"]) & set(peer))
+    shipped = sides.get("embedforge", {})
+    per_task: dict[str, Paired] = {}
+    vs_base: dict[str, Paired] = {}
+    if shipped:
+        seeds = sorted(set(shipped) & set(peer))
         lines.append("| task | Δ per seed | mean ± std | verdict |")
         lines.append("|---|---|---:|---|")
         for t in tasks:
-            d = Paired([100 * (sides["embedforge"][s]["scores"][t] - peer[s]["scores"][t]) for s in seeds])
+            d = per_task[t] = Paired([100 * (shipped[s]["scores"][t] - peer[s]["scores"][t]) for s in seeds])
             lines.append(f"| {t} | {', '.join(f'{x:+.2f}' for x in d.differences)} | {pm(d)} | {d.verdict} |")
+        lines += [
+            "",
+            f"The recipe as shipped against its untrained base ({base['label']}, deterministic, so the per-seed "
+            "differences are the seeds' spread), per task:",
+            "",
+            "| task | Δ per seed | mean ± std | verdict |",
+            "|---|---|---:|---|",
+        ]
+        for t in tasks:
+            d = vs_base[t] = Paired([100 * (shipped[s]["scores"][t] - base["scores"][t]) for s in sorted(shipped)])
+            lines.append(f"| {t} | {', '.join(f'{x:+.2f}' for x in d.differences)} | {pm(d)} | {d.verdict} |")
+    lines += ["", "Reading (generated from the tables above):", ""]
+    for name in [s for s in order if s in sides and s != "peer"]:
+        seeds = sorted(set(sides[name]) & set(peer))
+        if not seeds:
+            continue
+        full = Paired([means(sides[name][s], tasks) - means(peer[s], tasks) for s in seeds])
+        lines.append(
+            f"- **{name}** vs the peer: {full.mean:+.2f} points on the mean over {len(seeds)} seed(s), "
+            f"{full.verdict}{'; the +1.0 goal is met' if full.verdict == 'real gain' and full.mean >= 1.0 else ''}."
+        )
+    if per_task:
+        wins = [t for t, d in per_task.items() if d.verdict == "real gain"]
+        losses = [t for t, d in per_task.items() if d.verdict == "real loss"]
+        lines.append(
+            f"- Per task, the shipped recipe beats the peer beyond noise on {', '.join(wins) or 'no task'} and loses "
+            f"beyond noise on {', '.join(losses) or 'no task'}; the rest is within noise or has too few seeds."
+        )
+    if vs_base:
+        below = [t for t, d in vs_base.items() if d.mean < 0]
+        lines.append(
+            "- Against its base, the shipped recipe is "
+            + (
+                f"below it on {', '.join(below)} (mean over seeds)."
+                if below
+                else "ahead on every task (mean over seeds)."
+            )
+        )
     return "\n".join(lines)
 
 
