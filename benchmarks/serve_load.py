@@ -96,6 +96,8 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
         "warning",
         "--no-access-log",
     ]
+    if args.max_body_mb is not None:  # e.g. 2 (TEI's payload limit): huge bodies get 413 before they are read
+        command += ["--max-body-mb", str(args.max_body_mb)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     return subprocess.Popen(command, env=env)
 
@@ -313,6 +315,9 @@ def main() -> None:
     parser.add_argument("--hostile-seconds", type=float, default=30.0, help="length of the hostile round (0: skip)")
     parser.add_argument("--hostile-clients", type=int, default=2, help="clients sending huge texts back to back")
     parser.add_argument("--hostile-mb", type=int, default=10, help="size of each huge text")
+    parser.add_argument(
+        "--max-body-mb", type=float, default=None, help="the server's request body limit (default: serve's, 32)"
+    )
     args = parser.parse_args()
 
     pool = read_texts(args.texts)
@@ -416,6 +421,7 @@ def main() -> None:
             "seconds": args.hostile_seconds,
             "clients": args.hostile_clients,
             "text_mb": args.hostile_mb,
+            "server_max_body_mb": args.max_body_mb if args.max_body_mb is not None else 32.0,
             "huge_requests": len(hostile["statuses"]),
             "huge_statuses": sorted(set(hostile["statuses"])),
             "huge_latency_p50_ms": float(np.percentile(hostile["latencies"], 50) * 1000)
