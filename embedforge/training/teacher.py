@@ -33,5 +33,7 @@ def add_teacher_embeddings(datasets: Any, teacher: Any, *, batch_size: int = 64)
             )
         labels = np.stack(vectors, axis=1)  # (rows, columns, teacher_dim)
         logger.info("teacher embeddings for %s: %s", name, labels.shape)
+        if "label" in dataset.column_names:  # class ids of labelled rows: the teacher's vectors take their place
+            dataset = dataset.remove_columns("label")
         out[name] = dataset.add_column("label", labels.tolist())
     return DatasetDict(out)

@@ -75,3 +75,23 @@ def test_sdm_takes_teacher_embeddings_from_the_label_column(tiny_model, tmp_path
     SentenceTransformerTrainer(model=tiny_model, args=args, train_dataset=train, loss=loss).train()
     assert loss.queue_filled == 8  # 2 steps x 2 anchors x (positive + negative)
     assert not torch.equal(projection_before, loss.projection.weight.detach())  # the optimizer trains it
+
+
+def test_teacher_embeddings_replace_the_class_ids_of_labelled_rows(tiny_model):
+    """Classification rows carry class ids in `label`; a teacher stage puts its vectors there instead."""
+    from datasets import Dataset, DatasetDict
+
+    from embedforge.training.teacher import add_teacher_embeddings
+
+    rows = Dataset.from_dict(
+        {
+            "anchor": ["a cat", "a dog"],
+            "positive": ["cats", "dogs"],
+            "negative_1": ["dogs", "cats"],
+            "label": [[0, 1], [1, 0]],
+        }
+    )
+    out = add_teacher_embeddings(DatasetDict({"cls": rows}), tiny_model)["cls"]
+    assert out.column_names == ["anchor", "positive", "negative_1", "label"]
+    teacher = out["label"]
+    assert len(teacher) == 2 and len(teacher[0]) == 3 and len(teacher[0][0]) == tiny_model.get_embedding_dimension()
