@@ -300,10 +300,10 @@ class InfoNCELoss(nn.Module):
                     hard_sims = torch.stack([pairwise_cos_sim(anchors, h) for h in hard], dim=1)  # (B, M)
                     too_similar = hard_sims > positive_sims.unsqueeze(1) - self.false_negative_margin
                     if classes is not None:  # a negative of a known other class is a true negative
-                        too_similar &= ~_other_class(classes[:, 0], classes[:, 1:], elementwise=True)
+                        too_similar &= ~_other_class(classes[:, :1], classes[:, 1:])
                     valid = ~too_similar
                 if classes is not None:
-                    valid &= ~_same_class(classes[:, 0], classes[:, 1:], elementwise=True)
+                    valid &= ~_same_class(classes[:, :1], classes[:, 1:])
             if seed is None:
                 seed = self.draw_seed()
             synthetic, synthetic_usable = synthesize_hard_negatives(
@@ -419,12 +419,12 @@ class InfoNCELoss(nn.Module):
             negatives &= owner.unsqueeze(0) == positive_columns.unsqueeze(1)  # own hard (+ synthetic) only
         known = row_classes is not None and candidate_classes is not None
         if known:
-            negatives &= ~_same_class(row_classes, candidate_classes)
+            negatives &= ~_same_class(row_classes.unsqueeze(1), candidate_classes.unsqueeze(0))
         if self.false_negative_margin is not None:
             positive_sims = sims[rows, positive_columns].detach().unsqueeze(1)  # (R, 1)
             too_similar = sims.detach() > positive_sims - self.false_negative_margin
             if known:
-                too_similar &= ~_other_class(row_classes, candidate_classes)
+                too_similar &= ~_other_class(row_classes.unsqueeze(1), candidate_classes.unsqueeze(0))
             negatives &= ~too_similar
         return negatives
 
@@ -473,21 +473,14 @@ class InfoNCELoss(nn.Module):
         return CITATION
 
 
-def _class_pairs(rows: Tensor, candidates: Tensor, elementwise: bool) -> tuple[Tensor, Tensor]:
-    """Row and candidate classes broadcast to ``(R, C)`` (``elementwise``: candidates is already ``(R, M)``)."""
-    return rows.unsqueeze(1), candidates if elementwise else candidates.unsqueeze(0)
+def _same_class(rows: Tensor, candidates: Tensor) -> Tensor:
+    """Bool, broadcast: candidate and row share a class (unknown classes, ``-1``, match nothing)."""
+    return (rows == candidates) & (candidates >= 0) & (rows >= 0)
 
 
-def _same_class(rows: Tensor, candidates: Tensor, elementwise: bool = False) -> Tensor:
-    """``(R, C)`` bool: candidate ``c`` has row ``r``'s class (unknown classes, ``-1``, match nothing)."""
-    row, candidate = _class_pairs(rows, candidates, elementwise)
-    return (row == candidate) & (candidate >= 0) & (row >= 0)
-
-
-def _other_class(rows: Tensor, candidates: Tensor, elementwise: bool = False) -> Tensor:
-    """``(R, C)`` bool: both classes known and different (a true negative by its label)."""
-    row, candidate = _class_pairs(rows, candidates, elementwise)
-    return (row != candidate) & (candidate >= 0) & (row >= 0)
+def _other_class(rows: Tensor, candidates: Tensor) -> Tensor:
+    """Bool, broadcast: both classes known and different (a true negative by its label)."""
+    return (rows != candidates) & (candidates >= 0) & (rows >= 0)
 
 
 CITATION = """
