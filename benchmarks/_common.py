@@ -95,7 +95,8 @@ def save_record(path: Path, settings: Any, **fields: Any) -> dict:
 NOISE_RULE = (
     "a difference is called **real** only when, over at least 3 seeds, every per-seed paired difference has "
     "the same sign and the mean paired difference is larger than twice the standard deviation of the paired "
-    "differences (|mean| > 2 × std, std with n − 1)"
+    "differences (|mean| > 2 × std, std with n − 1); with fewer than 3 seeds nothing is called. With 3 seeds this is "
+    "a t-statistic above 3.5 (two-sided p < 0.08 with 2 degrees of freedom): a screen against seed noise, not a proof"
 )
 
 

@@ -35,12 +35,10 @@ SHARED = REPO.parent / "shared" / "data"
 SHARED_EVAL = SHARED / "eval"
 DATA = REPO / "data" / "train"
 
-NOISE_RULE = (
-    "a difference is called **real** only when the mean of the per-seed paired differences (variant minus "
-    "baseline, same seed) is larger in absolute value than **twice the sample standard deviation** of those "
-    "differences; with fewer than 3 seeds nothing is called. With 3 seeds this is a t-statistic above 3.5 "
-    "(two-sided p < 0.08 with 2 degrees of freedom): a screen against seed noise, not a proof."
-)
+if str(REPO) not in sys.path:  # run as a script, the checkout is not on the path
+    sys.path.insert(0, str(REPO))
+
+from benchmarks._common import NOISE_RULE, Paired  # noqa: E402  (one noise rule for every benchmark)
 
 logger = logging.getLogger("benchmarks.experiments")
 
@@ -213,13 +211,11 @@ def fmt(values: Sequence[float], scale: float = 100.0, signed: bool = False) -> 
 
 
 def verdict(differences: Sequence[float]) -> str:
-    """The noise rule (:data:`NOISE_RULE`) on per-seed paired differences."""
+    """The noise rule (:data:`NOISE_RULE`, shared with ``recipe_vs_st``) on per-seed paired differences."""
     if len(differences) < 3:
         return "not called (< 3 seeds)"
-    m, s = _mean_std(differences)
-    if abs(m) > 2 * s:
-        return "**real**: better" if m > 0 else "**real**: worse"
-    return "within noise"
+    called = Paired(list(differences)).verdict
+    return {"real gain": "**real**: better", "real loss": "**real**: worse"}.get(called, called)
 
 
 def per_seed_mean(scores: dict[int, dict[str, float]], tasks: Sequence[str]) -> dict[int, float]:

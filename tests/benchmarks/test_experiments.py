@@ -97,3 +97,13 @@ def test_result_sections_carry_the_noise_rule_description_tables_and_reading(mon
     assert scores_table(experiment) in text
     assert reading(experiment, "baseline") in text
     assert text.index("## Main scores") < text.index("## Per-seed paired differences against baseline")
+
+
+def test_every_benchmark_applies_one_noise_rule_with_its_sign_condition():
+    from benchmarks import _common
+
+    # nine seeds gain 1 point, one loses 0.01: |mean| > 2 std, but the signs differ, so nothing is called
+    mixed = [0.01] * 9 + [-0.0001]
+    assert _common.Paired(mixed).verdict == "within noise"
+    assert verdict(mixed) == "within noise"
+    assert verdict([0.01] * 9 + [0.0099]) == "**real**: better"
