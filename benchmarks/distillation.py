@@ -23,7 +23,10 @@ steps. Only the loss differs:
 - **contrastive KD** (KaLM-Embedding-V2's CKD, ``contrastive_kd``): KL between teacher and student in-batch
   similarity distributions (τ 0.05 both);
 - **InfoNCE, no teacher** (control): the same rows and steps with the contrastive loss on the hard labels only,
-  to show what the teacher adds.
+  to show what the teacher adds;
+- **InfoNCE, then SDM / L2-KD / contrastive KD** (SEA's order: its SDM stage comes last, after symmetric
+  contrastive training, §2.2 and Table 4): half the steps with SEA's SCL (symmetric InfoNCE, focal γ 0.5, no
+  teacher), then half with the KD loss, the same total steps as every other variant.
 
 Tasks: STSBenchmark, Banking77Classification, EmotionClassification, DebianPackageRetrievalDev (MTEB protocol,
 embedforge's evaluation, every model at 128 tokens). Left out: DebianSectionClusteringDev, whose seed-to-seed
@@ -47,6 +50,7 @@ from benchmarks._experiments import (  # noqa: E402
     Experiment,
     command_line,
     machine,
+    paired_table,
     result_sections,
     setup,
     task_dirs,
@@ -57,12 +61,17 @@ TEACHER = "all-MiniLM-L6-v2"
 STUDENT_LAYERS = 3
 DEFAULT_TASKS = ["STSBenchmark", "Banking77Classification", "EmotionClassification", "DebianPackageRetrievalDev"]
 BASELINE = "SDM"
-VARIANTS = {  # label -> (loss options, with the teacher)
-    "SDM": ({"name": "sdm"}, True),
-    "L2-KD": ({"name": "l2_kd"}, True),
-    "contrastive KD": ({"name": "contrastive_kd"}, True),
-    "InfoNCE, no teacher": ({"name": "infonce"}, False),
+VARIANTS = {  # label -> (loss options, with the teacher, after a contrastive stage)
+    "SDM": ({"name": "sdm"}, True, False),
+    "L2-KD": ({"name": "l2_kd"}, True, False),
+    "contrastive KD": ({"name": "contrastive_kd"}, True, False),
+    "InfoNCE, no teacher": ({"name": "infonce"}, False, False),
+    # SEA's order: SCL first, then the KD stage (SEA §2.2, Table 4); half the steps each, the same total
+    "InfoNCE, then SDM": ({"name": "sdm"}, True, True),
+    "InfoNCE, then L2-KD": ({"name": "l2_kd"}, True, True),
+    "InfoNCE, then contrastive KD": ({"name": "contrastive_kd"}, True, True),
 }
+SCL_LOSS = {"name": "infonce", "symmetric": True, "gamma": 0.5}  # SEA's SCL: symmetric InfoNCE, focal weight
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -97,31 +106,38 @@ def derive_student(folder: Path, layers: int = STUDENT_LAYERS) -> Path:
 
 
 def recipe(label: str, student: Path, args: argparse.Namespace) -> dict:
-    loss, with_teacher = VARIANTS[label]
-    stage = {
-        "datasets": [
-            {
-                "name": "debian",
-                "path": str(DATA / "debian/pairs.jsonl.gz"),
-                "kind": "pairs",
-                "columns": {"anchor": "summary", "positive": "description"},
-                "max_rows": args.rows,
-            },
-            {"name": "snli", "path": str(DATA / "snli/triplets.jsonl"), "kind": "triplets", "max_rows": args.rows},
-        ],
-        "loss": dict(loss),
-        "batch_size": args.batch_size,
-        "max_seq_length": args.max_seq_length,
-        "max_steps": args.steps,
-        "learning_rate": args.learning_rate,
-        "warmup_ratio": 0.1,
-        "save_steps": max(args.steps // 2, 1),
-        "logging_steps": max(args.steps // 10, 1),
-        "trainer_args": {"disable_tqdm": True},
-    }
+    loss, with_teacher, after_scl = VARIANTS[label]
+
+    def stage(stage_loss: dict, steps: int) -> dict:
+        return {
+            "datasets": [
+                {
+                    "name": "debian",
+                    "path": str(DATA / "debian/pairs.jsonl.gz"),
+                    "kind": "pairs",
+                    "columns": {"anchor": "summary", "positive": "description"},
+                    "max_rows": args.rows,
+                },
+                {"name": "snli", "path": str(DATA / "snli/triplets.jsonl"), "kind": "triplets", "max_rows": args.rows},
+            ],
+            "loss": dict(stage_loss),
+            "batch_size": args.batch_size,
+            "max_seq_length": args.max_seq_length,
+            "max_steps": steps,
+            "learning_rate": args.learning_rate,
+            "warmup_ratio": 0.1,
+            "save_steps": max(steps // 2, 1),
+            "logging_steps": max(steps // 10, 1),
+            "trainer_args": {"disable_tqdm": True},
+        }
+
+    stages = {}
+    if after_scl:  # SEA: symmetric contrastive learning first, the distillation stage last
+        stages["scl"] = stage(SCL_LOSS, args.steps // 2)
+    stages["distill"] = stage(loss, args.steps - args.steps // 2 if after_scl else args.steps)
     if with_teacher:
-        stage["teacher"] = TEACHER
-    return {"name": "distill", "model": {"base": str(student)}, "stages": {"distill": stage}}
+        stages["distill"]["teacher"] = TEACHER
+    return {"name": "distill", "model": {"base": str(student)}, "stages": stages}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,7 +180,21 @@ Generated by `benchmarks/distillation.py` (started {started:%Y-%m-%d %H:%M} UTC)
 {args.learning_rate}, {args.rows} rows each of Debian pairs and SNLI triplets; evaluation at \
 {args.eval_max_seq_length} tokens. Seeds finished: {", ".join(f"{k} {v}" for k, v in seeds_done.items())} of \
 {args.seeds}.
-{result_sections(experiment, baseline, __doc__)}"""
+{result_sections(experiment, baseline, __doc__)}{sea_order_section(experiment)}"""
+
+
+def sea_order_section(experiment) -> str:
+    """The SEA-order variants paired against the contrastive control: what a last KD stage adds (or costs)."""
+    control = "InfoNCE, no teacher"
+    if control not in experiment.scores or not any(VARIANTS[label][2] for label in experiment.scores):
+        return ""
+    return f"""
+## SEA's order (contrastive stage, then KD) paired against {control} (x100)
+
+The control trains all its steps contrastively; each row below spends the second half on its KD loss instead.
+
+{paired_table(experiment, control)}
+"""
 
 
 if __name__ == "__main__":

@@ -48,8 +48,13 @@ def test_distillation_recipes_load(label, tmp_path):
     spec = distillation.recipe(label, tmp_path / "student", args)
     recipe = recipe_from_dict({**spec, "output_dir": str(tmp_path / "out")}, label)
     stage = recipe.stages["distill"]
-    assert stage.max_steps == args.steps and stage.loss["name"] == distillation.VARIANTS[label][0]["name"]
-    assert (stage.teacher == distillation.TEACHER) == distillation.VARIANTS[label][1]
+    loss, with_teacher, after_scl = distillation.VARIANTS[label]
+    assert sum(s.max_steps for s in recipe.stages.values()) == args.steps  # equal steps for every variant
+    assert stage.loss["name"] == loss["name"] and (stage.teacher == distillation.TEACHER) == with_teacher
+    assert list(recipe.stages) == (["scl", "distill"] if after_scl else ["distill"])
+    if after_scl:  # the contrastive stage learns from the hard labels alone, and the KD stage starts from it
+        assert recipe.stages["scl"].teacher is None and recipe.stages["scl"].loss["symmetric"] is True
+        assert stage.init is None  # None = the previous stage's model
 
 
 @pytest.mark.parametrize("label", list(domain_adaptation.VARIANTS))
@@ -107,3 +112,16 @@ def test_every_benchmark_applies_one_noise_rule_with_its_sign_condition():
     assert _common.Paired(mixed).verdict == "within noise"
     assert verdict(mixed) == "within noise"
     assert verdict([0.01] * 9 + [0.0099]) == "**real**: better"
+
+
+def test_distillation_pairs_the_sea_order_variants_against_the_contrastive_control():
+    from types import SimpleNamespace
+
+    task = SimpleNamespace(spec=SimpleNamespace(name="A"))
+    experiment = Experiment(Path("unused"), tasks=[task])
+    experiment.scores = {"InfoNCE, no teacher": {42: {"A": 0.50}, 43: {"A": 0.52}, 44: {"A": 0.51}}}
+    assert distillation.sea_order_section(experiment) == ""  # no SEA-order variant yet: no section
+    experiment.scores["InfoNCE, then SDM"] = {42: {"A": 0.53}, 43: {"A": 0.55}, 44: {"A": 0.54}}
+    section = distillation.sea_order_section(experiment)
+    assert "paired against InfoNCE, no teacher" in section
+    assert "| InfoNCE, then SDM | +3.00, +3.00, +3.00 |" in section
