@@ -35,9 +35,6 @@ SHARED = REPO.parent / "shared" / "data"
 SHARED_EVAL = SHARED / "eval"
 DATA = REPO / "data" / "train"
 
-if str(REPO) not in sys.path:  # run as a script, the checkout is not on the path
-    sys.path.insert(0, str(REPO))
-
 from benchmarks._common import NOISE_RULE, Paired  # noqa: E402  (one noise rule for every benchmark)
 
 logger = logging.getLogger("benchmarks.experiments")

@@ -191,7 +191,8 @@ def sea_order_section(experiment) -> str:
     return f"""
 ## SEA's order (contrastive stage, then KD) paired against {control} (x100)
 
-The control trains all its steps contrastively; each row below spends the second half on its KD loss instead.
+The control trains all its steps contrastively; the `InfoNCE, then …` rows spend the second half on their KD loss
+instead, the other rows all their steps.
 
 {paired_table(experiment, control)}
 """
