@@ -153,7 +153,8 @@ def run_embedforge(recipe_path: Path, overrides: list[str], seed: int, side: Pat
         shutil.rmtree(final)
     shutil.copytree(result.final_model, final)
     seconds = sum(r.summary.get("train_seconds", 0.0) for r in result.stages.values())
-    return {"train_seconds": seconds, "final": str(final)}
+    models = {name: r.model_path for name, r in result.stages.items() if r.model_path}
+    return {"train_seconds": seconds, "final": str(final), "stage_models": models}
 
 
 def evaluate_side(model: str, tasks, side: Path, label: str) -> dict[str, float]:
@@ -281,6 +282,7 @@ def render(work: Path) -> str:
         for t in tasks:
             d = vs_base[t] = Paired([100 * (shipped[s]["scores"][t] - base["scores"][t]) for s in sorted(shipped)])
             lines.append(f"| {t} | {', '.join(f'{x:+.2f}' for x in d.differences)} | {pm(d)} | {d.verdict} |")
+    lines += soup_section(sides, tasks, rest)
     lines += ["", "Reading (generated from the tables above):", ""]
     for name in [s for s in order if s in sides and s != "peer"]:
         seeds = sorted(set(sides[name]) & set(peer))
@@ -313,6 +315,43 @@ def render(work: Path) -> str:
     return "\n".join(lines)
 
 
+def soup_section(sides: dict[str, dict[int, dict]], tasks: list[str], rest: list[str]) -> list[str]:
+    """Soups (sides run with ``--ingredients``) against their best ingredient per seed (KaLM-V2 §3.3's claim)."""
+    lines: list[str] = []
+    for name in sorted(sides):
+        runs = {seed: r for seed, r in sides[name].items() if r.get("ingredients")}
+        if not runs:
+            continue
+        stages = list(next(iter(runs.values()))["ingredients"])
+        if not lines:
+            lines += [
+                "",
+                "Soups against their ingredients, same seed (Δ = soup − the ingredient with the higher mean at that "
+                "seed, so the ingredient is picked with hindsight):",
+                "",
+                "| side | seeds | " + " | ".join(f"{stage} mean" for stage in stages) + " | soup mean | Δ per seed "
+                f"| Δ mean ± std | verdict | Δ without {NOISY_TASK}: mean ± std | verdict |",
+                "|---|---|" + "---:|" * (len(stages) + 1) + "---|---:|---|---:|---|",
+            ]
+
+        def avg(scores: dict[str, float], names: list[str]) -> float:
+            return 100 * mean(scores[t] for t in names)
+
+        seeds = sorted(runs)
+        full = Paired([avg(runs[s]["scores"], tasks) - max(avg(i, tasks) for i in runs[s]["ingredients"].values())
+                       for s in seeds])  # fmt: skip
+        part = Paired([avg(runs[s]["scores"], rest) - max(avg(i, rest) for i in runs[s]["ingredients"].values())
+                       for s in seeds])  # fmt: skip
+        cells = [mean_std([avg(runs[s]["ingredients"][stage], tasks) for s in seeds]) for stage in stages]
+        lines.append(
+            f"| {name} | {', '.join(map(str, seeds))} | " + " | ".join(cells)
+            + f" | {mean_std([avg(runs[s]['scores'], tasks) for s in seeds])}"
+            + f" | {', '.join(f'{d:+.2f}' for d in full.differences)} | {pm(full)} | {full.verdict} | {pm(part)}"
+            + f" | {part.verdict} |"
+        )  # fmt: skip
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", required=True, help="work folder (e.g. runs/recipe-vs-st)")
@@ -325,6 +364,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--what", default="", help="one line saying what the variant changes (for the table)")
     parser.add_argument(
         "--sides", nargs="+", choices=["peer", "embedforge"], default=["peer", "embedforge"], help="sides to train"
+    )
+    parser.add_argument(
+        "--ingredients",
+        nargs="+",
+        default=[],
+        metavar="STAGE",
+        help="also score these stages' models of the embedforge side (a soup's ingredients: the table pairs the soup "
+        "with its best ingredient per seed)",
     )
     parser.add_argument("--tasks", nargs="*", default=None, help="task dirs (default: every task in data/eval)")
     parser.add_argument("--resume", action="store_true", help="reuse finished sides with unchanged settings")
@@ -344,6 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     tasks = load_tasks(args.tasks or [], None if args.tasks else REPO / "data" / "eval")
     task_names = [t.spec.name for t in tasks]
     overrides = embedforge_overrides(recipe_path, args.sets, args.steps)
+    stage_names = list(load(recipe_path, overrides).stages)
+    unknown = [stage for stage in args.ingredients if stage not in stage_names]
+    if unknown:
+        raise SystemExit(f"--ingredients {' '.join(unknown)}: not a stage of {recipe_path.name} ({stage_names})")
     # the peer follows the recipe file (its rows and last stage's hyperparameters), never a variant's --set
     plan = peer_plan(load(recipe_path, embedforge_overrides(recipe_path, [], args.steps)))
     print(
@@ -371,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
                 settings = {"recipe": recipe_settings, "seed": seed, "tasks": task_names}
                 settings["recipe"].pop("output_dir", None)
                 settings["recipe"].pop("source", None)
+                if args.ingredients:
+                    settings["ingredients"] = args.ingredients
             record = load_record(side / "result.json", settings) if args.resume else None
             if record is None:
                 t0 = time.perf_counter()
@@ -380,6 +433,12 @@ def main(argv: list[str] | None = None) -> int:
                     else run_embedforge(recipe_path, overrides, seed, side)
                 )
                 scores = evaluate_side(trained["final"], tasks, side, name)
+                stage_models = trained.pop("stage_models", {})
+                if kind != "peer" and args.ingredients:
+                    trained["ingredients"] = {
+                        stage: evaluate_side(stage_models[stage], tasks, side / "ingredients" / stage, stage)
+                        for stage in args.ingredients
+                    }
                 what = "" if kind == "peer" else (args.what or "; ".join(args.sets) or "the recipe as it ships")
                 record = save_record(
                     side / "result.json", settings, seed=seed, scores=scores, what=what, command=command,

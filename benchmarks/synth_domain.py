@@ -19,10 +19,8 @@ or a quarter of the filtered set when that is smaller)
 with ``--seeds`` training seeds (the synthetic data is generated once, with ``--gen-seed``); every model is then
 evaluated on the task (nDCG@10, MTEB protocol), as is the base.
 
-Noise rule (stated before the run): a difference counts only if the per-seed paired differences all have the
-same sign **and** their mean is larger than the seed-to-seed spread (max - min over seeds) of the noisier of the
-two variants compared; against the base (one deterministic score), the spread of the trained variant. Anything
-else is reported as "within noise".
+Noise rule (stated before the run): the one every benchmark uses, ``benchmarks/_common.NOISE_RULE``. Against
+the base (one deterministic score) the paired differences are trained - base, per seed.
 """
 
 from __future__ import annotations
@@ -41,6 +39,10 @@ import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))  # run as a script: `_common` sits beside it
+
+from _common import NOISE_RULE, Paired  # noqa: E402  (one noise rule for every benchmark)
+
 SHARED = REPO.parent / "shared" / "data" / "eval"
 CORPORA = {  # name -> the task whose corpus is the documents and whose queries are the test
     "debian": "DebianPackageRetrievalDev",
@@ -198,6 +200,8 @@ def render(args: argparse.Namespace, work: Path) -> str:
         "",
         (__doc__ or "").split("\n\n", 2)[2].strip(),
         "",
+        f"The rule: {NOISE_RULE}.",
+        "",
     ]
     for corpus in args.corpora:
         task = CORPORA[corpus]
@@ -227,7 +231,7 @@ def render(args: argparse.Namespace, work: Path) -> str:
         lines += [
             "nDCG@10 x100 (MTEB protocol). Δ = trained - base, per seed.",
             "",
-            "| model | rows | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean | Δ mean | spread |",
+            "| model | rows | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean | Δ mean | std |",
             "|---|---:|" + "---:|" * (len(args.seeds) + 3),
             f"| {BASE} (base) | - | "
             + " | ".join(f"{100 * base:.2f}" for _ in args.seeds)
@@ -243,40 +247,33 @@ def render(args: argparse.Namespace, work: Path) -> str:
             values = list(per_seed.values())
             rows = next(r["rows"] for (v, _), r in records.items() if v == variant)
             cells = [f"{100 * per_seed[s]:.2f}" if s in per_seed else "-" for s in args.seeds]
-            spread = max(values) - min(values)
+            std = statistics.stdev(values) if len(values) > 1 else float("nan")
             lines.append(
                 f"| {variant} | {rows} | " + " | ".join(cells) + f" | {100 * statistics.mean(values):.2f} | "
-                f"{100 * (statistics.mean(values) - base):+.2f} | {100 * spread:.2f} |"
+                f"{100 * (statistics.mean(values) - base):+.2f} | {100 * std:.2f} |"
             )
         lines += ["", "Verdicts (noise rule above):", ""]
         for variant in VARIANTS:
-            lines.append(
-                f"- {variant} vs base: {verdict({s: v - base for s, v in scores[variant].items()}, [scores[variant]])}"
-            )
+            lines.append(f"- {variant} vs base: {verdict({s: v - base for s, v in scores[variant].items()})}")
         paired = {
             s: scores["filter on"][s] - scores["filter off"][s]
             for s in args.seeds
             if s in scores["filter on"] and s in scores["filter off"]
         }
-        lines.append(f"- filter on vs filter off: {verdict(paired, [scores['filter on'], scores['filter off']])}")
+        lines.append(f"- filter on vs filter off: {verdict(paired)}")
         lines.append("")
     return "\n".join(lines)
 
 
-def verdict(differences: dict[int, float], groups: list[dict[int, float]]) -> str:
-    """Apply the noise rule to per-seed paired differences."""
+def verdict(differences: dict[int, float]) -> str:
+    """Apply :data:`_common.NOISE_RULE` to per-seed paired differences."""
     if not differences:
         return "not run"
-    diffs = list(differences.values())
-    listed = ", ".join(f"{100 * d:+.2f}" for d in diffs)
-    if len(diffs) < 2:
-        return f"{listed} (one seed: no verdict)"
-    spread = max((max(g.values()) - min(g.values())) for g in groups if len(g) > 1)
-    mean = statistics.mean(diffs)
-    same_sign = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
-    real = same_sign and abs(mean) > spread
-    word = ("gain" if mean > 0 else "loss") if real else "within noise"
-    return f"{word}: per-seed {listed}, mean {100 * mean:+.2f} vs spread {100 * spread:.2f} ({len(diffs)} seeds)"
+    paired = Paired(list(differences.values()))
+    listed = ", ".join(f"{100 * d:+.2f}" for d in paired.differences)
+    n = len(paired.differences)
+    std = f" ± {100 * paired.std:.2f}" if n > 1 else ""
+    return f"{paired.verdict}: per-seed {listed}, mean {100 * paired.mean:+.2f}{std} ({n} seeds)"
 
 
 if __name__ == "__main__":

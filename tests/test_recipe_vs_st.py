@@ -76,3 +76,43 @@ def test_settings_are_portable_across_checkouts(bench):
         "eval": ["/elsewhere/eval", "data/train/snli/triplets.jsonl"],
         "seed": 1,
     }
+
+
+SOUP = REPO / "benchmarks" / "recipes" / "quickstart-soup.yaml"
+
+
+def test_soup_experiment_trains_the_same_data_and_steps_as_the_shipped_recipe(bench):
+    """The soup variant is paired with the shipped recipe's peer, so both must plan the same peer."""
+    module, _ = bench
+    shipped = module.load(module.DEFAULT_RECIPE, module.embedforge_overrides(module.DEFAULT_RECIPE, [], None))
+    soup = module.load(SOUP, module.embedforge_overrides(SOUP, [], None))
+    assert module.peer_plan(soup) == module.peer_plan(shipped)
+    assert soup.stages["soup"].models == ["finetune", "finetune_labels"]
+    assert soup.stages["finetune_labels"].init == "pretrain"
+
+
+def _record(seed: int, scores: dict[str, float], ingredients: dict | None = None) -> dict:
+    record = {"seed": seed, "scores": scores, "train_seconds": 1.0, "what": "x"}
+    return record | ({"ingredients": ingredients} if ingredients else {})
+
+
+def test_soup_section_pairs_the_soup_with_its_best_ingredient_per_seed(bench, tmp_path):
+    module, _ = bench
+    tasks = {"A": 0.5, module.NOISY_TASK: 0.5}
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "result.json").write_text(module.json.dumps({"label": "base", "scores": tasks}))
+    for seed in (1, 2, 3):
+        peer = tmp_path / f"seed{seed}" / "peer"
+        soup = tmp_path / f"seed{seed}" / "soup"
+        for folder in (peer, soup):
+            folder.mkdir(parents=True)
+        (peer / "result.json").write_text(module.json.dumps(_record(seed, tasks)))
+        # ingredient x is best at seeds 1-2, y at seed 3; the soup is 1 point above the better one
+        best, other = (0.60, 0.55) if seed < 3 else (0.55, 0.62)
+        ingredients = {"x": {"A": best, module.NOISY_TASK: best}, "y": {"A": other, module.NOISY_TASK: other}}
+        top = max(best, other) + 0.01
+        soup_scores = {"A": top, module.NOISY_TASK: top}
+        (soup / "result.json").write_text(module.json.dumps(_record(seed, soup_scores, ingredients)))
+    text = module.render(tmp_path)
+    row = next(line for line in text.splitlines() if line.startswith("| soup | 1, 2, 3 | 58.33"))
+    assert "+1.00, +1.00, +1.00" in row and "real gain" in row
