@@ -125,3 +125,17 @@ def test_distillation_pairs_the_sea_order_variants_against_the_contrastive_contr
     section = distillation.sea_order_section(experiment)
     assert "paired against InfoNCE, no teacher" in section
     assert "| InfoNCE, then SDM | +3.00, +3.00, +3.00 |" in section
+
+
+def test_smollm2_pairs_the_full_recipe_against_plain_infonce_too():
+    """The issue asks full recipe vs MNRL *and* vs plain InfoNCE: the second pairing isolates KaLM's techniques."""
+    from types import SimpleNamespace
+
+    task = SimpleNamespace(spec=SimpleNamespace(name="A"))
+    experiment = Experiment(Path("unused"), tasks=[task])
+    experiment.scores = {"embedforge plain InfoNCE": {42: {"A": 0.40}, 43: {"A": 0.42}, 44: {"A": 0.41}}}
+    assert smollm2_recipe.techniques_section(experiment) == ""  # no full-recipe seed yet: no section
+    experiment.scores["full KaLM-style recipe"] = {42: {"A": 0.30}, 43: {"A": 0.31}, 44: {"A": 0.30}}
+    section = smollm2_recipe.techniques_section(experiment)
+    assert "paired against embedforge plain InfoNCE" in section
+    assert "| full KaLM-style recipe | -10.00, -11.00, -11.00 |" in section and "**real**: worse" in section
