@@ -225,8 +225,9 @@ def render(args: argparse.Namespace, work: Path) -> str:
             rate = gen.get("queries", 0) / max(gen.get("seconds", 1), 1e-9)
             lines += [
                 f"Synthetic data: {gen.get('documents')} documents, {stats.get('pairs_generated')} queries written "
-                f"by {args.generator} in {gen.get('seconds', 0):.0f} s ({rate:.2f} "
-                f"queries/s), {stats.get('decontaminated', 0)} dropped by decontamination, "
+                f"by {args.generator} in {gen.get('seconds', 0):.0f} s of wall time ({rate:.2f} "
+                "queries/s; pauses and other jobs count, docs/BENCHMARKS.md has the speed), "
+                f"{stats.get('decontaminated', 0)} dropped by decontamination, "
                 f"{stats.get('mining', {}).get('rows', '?')} rows with {args.num_negatives} mined negatives; "
                 f"filter on keeps {filtered(work / corpus / 'filter-on.jsonl')}.",
                 "",
