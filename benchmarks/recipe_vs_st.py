@@ -200,7 +200,7 @@ def render(work: Path) -> str:
     order = ["peer", "embedforge"] + sorted(s for s in sides if s not in ("peer", "embedforge"))
 
     def means(record: dict, names: list[str]) -> float:
-        return 100 * mean(record["scores"][t] for t in names)
+        return points(record["scores"], names)
 
     lines = [
         "# embedforge's recipe vs a plain sentence-transformers script",
@@ -315,6 +315,16 @@ def render(work: Path) -> str:
     return "\n".join(lines)
 
 
+def points(scores: dict[str, float], names: list[str]) -> float:
+    """Mean main score over ``names``, x100."""
+    return 100 * mean(scores[t] for t in names)
+
+
+def soup_gain(record: dict, names: list[str]) -> float:
+    """A soup's mean over ``names`` minus its better ingredient's (x100)."""
+    return points(record["scores"], names) - max(points(i, names) for i in record["ingredients"].values())
+
+
 def soup_section(sides: dict[str, dict[int, dict]], tasks: list[str], rest: list[str]) -> list[str]:
     """Soups (sides run with ``--ingredients``) against their best ingredient per seed (KaLM-V2 §3.3's claim)."""
     lines: list[str] = []
@@ -334,18 +344,13 @@ def soup_section(sides: dict[str, dict[int, dict]], tasks: list[str], rest: list
                 "|---|---|" + "---:|" * (len(stages) + 1) + "---|---:|---|---:|---|",
             ]
 
-        def avg(scores: dict[str, float], names: list[str]) -> float:
-            return 100 * mean(scores[t] for t in names)
-
         seeds = sorted(runs)
-        full = Paired([avg(runs[s]["scores"], tasks) - max(avg(i, tasks) for i in runs[s]["ingredients"].values())
-                       for s in seeds])  # fmt: skip
-        part = Paired([avg(runs[s]["scores"], rest) - max(avg(i, rest) for i in runs[s]["ingredients"].values())
-                       for s in seeds])  # fmt: skip
-        cells = [mean_std([avg(runs[s]["ingredients"][stage], tasks) for s in seeds]) for stage in stages]
+        full = Paired([soup_gain(runs[s], tasks) for s in seeds])
+        part = Paired([soup_gain(runs[s], rest) for s in seeds])
+        cells = [mean_std([points(runs[s]["ingredients"][stage], tasks) for s in seeds]) for stage in stages]
         lines.append(
             f"| {name} | {', '.join(map(str, seeds))} | " + " | ".join(cells)
-            + f" | {mean_std([avg(runs[s]['scores'], tasks) for s in seeds])}"
+            + f" | {mean_std([points(runs[s]['scores'], tasks) for s in seeds])}"
             + f" | {', '.join(f'{d:+.2f}' for d in full.differences)} | {pm(full)} | {full.verdict} | {pm(part)}"
             + f" | {part.verdict} |"
         )  # fmt: skip
@@ -391,10 +396,11 @@ def main(argv: list[str] | None = None) -> int:
     tasks = load_tasks(args.tasks or [], None if args.tasks else REPO / "data" / "eval")
     task_names = [t.spec.name for t in tasks]
     overrides = embedforge_overrides(recipe_path, args.sets, args.steps)
-    stage_names = list(load(recipe_path, overrides).stages)
-    unknown = [stage for stage in args.ingredients if stage not in stage_names]
-    if unknown:
-        raise SystemExit(f"--ingredients {' '.join(unknown)}: not a stage of {recipe_path.name} ({stage_names})")
+    if args.ingredients:  # fail before training, not after
+        stage_names = list(load(recipe_path, overrides).stages)
+        unknown = [stage for stage in args.ingredients if stage not in stage_names]
+        if unknown:
+            raise SystemExit(f"--ingredients {' '.join(unknown)}: not a stage of {recipe_path.name} ({stage_names})")
     # the peer follows the recipe file (its rows and last stage's hyperparameters), never a variant's --set
     plan = peer_plan(load(recipe_path, embedforge_overrides(recipe_path, [], args.steps)))
     print(

@@ -42,9 +42,7 @@ import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))  # run as a script: `_common` sits beside it
-
-from _common import NOISE_RULE, Paired  # noqa: E402  (one noise rule for every benchmark)
+from _common import NOISE_RULE, Paired  # noqa: E402  (one noise rule; the script's folder is on sys.path)
 
 SHARED = REPO.parent / "shared" / "data" / "eval"
 CORPORA = {  # name -> the task whose corpus is the documents and whose queries are the test

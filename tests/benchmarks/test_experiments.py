@@ -114,12 +114,17 @@ def test_every_benchmark_applies_one_noise_rule_with_its_sign_condition():
     assert verdict([0.01] * 9 + [0.0099]) == "**real**: better"
 
 
-def test_distillation_pairs_the_sea_order_variants_against_the_contrastive_control():
+def one_task(**scores: list[float]) -> Experiment:
+    """An experiment on one task "A" with the given per-seed scores (seeds 42, 43, ...) for each label."""
     from types import SimpleNamespace
 
-    task = SimpleNamespace(spec=SimpleNamespace(name="A"))
-    experiment = Experiment(Path("unused"), tasks=[task])
-    experiment.scores = {"InfoNCE, no teacher": {42: {"A": 0.50}, 43: {"A": 0.52}, 44: {"A": 0.51}}}
+    experiment = Experiment(Path("unused"), tasks=[SimpleNamespace(spec=SimpleNamespace(name="A"))])
+    experiment.scores = {label: {42 + i: {"A": v} for i, v in enumerate(values)} for label, values in scores.items()}
+    return experiment
+
+
+def test_distillation_pairs_the_sea_order_variants_against_the_contrastive_control():
+    experiment = one_task(**{"InfoNCE, no teacher": [0.50, 0.52, 0.51]})
     assert distillation.sea_order_section(experiment) == ""  # no SEA-order variant yet: no section
     experiment.scores["InfoNCE, then SDM"] = {42: {"A": 0.53}, 43: {"A": 0.55}, 44: {"A": 0.54}}
     section = distillation.sea_order_section(experiment)
@@ -129,11 +134,7 @@ def test_distillation_pairs_the_sea_order_variants_against_the_contrastive_contr
 
 def test_smollm2_pairs_the_full_recipe_against_plain_infonce_too():
     """The issue asks full recipe vs MNRL *and* vs plain InfoNCE: the second pairing isolates KaLM's techniques."""
-    from types import SimpleNamespace
-
-    task = SimpleNamespace(spec=SimpleNamespace(name="A"))
-    experiment = Experiment(Path("unused"), tasks=[task])
-    experiment.scores = {"embedforge plain InfoNCE": {42: {"A": 0.40}, 43: {"A": 0.42}, 44: {"A": 0.41}}}
+    experiment = one_task(**{"embedforge plain InfoNCE": [0.40, 0.42, 0.41]})
     assert smollm2_recipe.techniques_section(experiment) == ""  # no full-recipe seed yet: no section
     experiment.scores["full KaLM-style recipe"] = {42: {"A": 0.30}, 43: {"A": 0.31}, 44: {"A": 0.30}}
     section = smollm2_recipe.techniques_section(experiment)
