@@ -103,12 +103,14 @@ class Experiment:
         tasks: loaded evaluation tasks (:func:`embedforge.evaluation.load_tasks`).
         resume: reuse finished variants and continue interrupted ones (else start each variant afresh).
         eval_options: keyword arguments for :func:`embedforge.evaluation.evaluate` (``max_seq_length``, ...).
+        train: False = tables only: reuse finished variants (as ``resume``) and skip the others, training nothing.
     """
 
     work: Path
     tasks: list[Any]
     resume: bool = False
     eval_options: dict[str, Any] = field(default_factory=dict)
+    train: bool = True
     references: dict[str, dict[str, float]] = field(default_factory=dict)  # label -> {task: score}
     scores: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)  # variant -> seed -> {task: score}
     seconds: dict[str, dict[int, float]] = field(default_factory=dict)  # variant -> seed -> training seconds
@@ -124,7 +126,7 @@ class Experiment:
         from embedforge.utils.io import atomic_write_text
 
         done = folder / "scores.json"
-        if self.resume and done.is_file():
+        if (self.resume or not self.train) and done.is_file():
             saved = json.loads(done.read_text(encoding="utf-8"))
             if saved.get("tasks") == self.task_names and saved.get("options") == _plain(self.eval_options):
                 return saved["scores"]
@@ -150,21 +152,25 @@ class Experiment:
 
     def variant(
         self, label: str, seed: int, spec: dict[str, Any], slug: str, run: Callable[[dict], str] | None = None
-    ) -> dict[str, float]:
+    ) -> dict[str, float] | None:
         """Train ``spec`` (a recipe dict; ``output_dir`` is set here) for ``seed``, evaluate its final model.
 
         ``run`` replaces the recipe runner for variants trained by other code (it gets the spec, returns the
-        final model folder).
+        final model folder). With ``train`` off, an unfinished variant is skipped and None returned.
         """
         from embedforge.utils.io import atomic_write_text
 
         folder = self.work / slug / f"seed{seed}"
         spec = _plain({**spec, "output_dir": str(folder / "run"), "seed": seed})
         done = folder / "variant.json"
-        previous = json.loads(done.read_text(encoding="utf-8")) if self.resume and done.is_file() else None
+        reuse = self.resume or not self.train
+        previous = json.loads(done.read_text(encoding="utf-8")) if reuse and done.is_file() else None
         if previous is not None and previous["recipe"] == spec and previous["tasks"] == self.task_names:
             scores, seconds = previous["scores"], previous["seconds"]
             self.reused += 1
+        elif not self.train:
+            logger.info("%s seed %d: not finished, left out of the tables", label, seed)
+            return None
         else:
             started_file = folder / "recipe.json"
             same = self.resume and started_file.is_file() and json.loads(started_file.read_text()) == spec

@@ -2,6 +2,7 @@
 
     python benchmarks/domain_adaptation.py                  # CPU default (about 90 min on 2 cores): 3 seeds
     python benchmarks/domain_adaptation.py --resume         # after a kill: finished seeds are reused
+    python benchmarks/domain_adaptation.py --tables-only    # the document from the seeds finished so far
     python benchmarks/domain_adaptation.py --steps 600 --seeds 5 --max-seq-length 256 --threads 0   # GPU scale
     python benchmarks/domain_adaptation.py --steps 4 --seeds 1 --rows 64 --batch-size 8 --domains debian \
         --task-root DIR   # smoke test (DIR/DebianPackageRetrievalDev: a small task of the same layout)
@@ -120,6 +121,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", default=str(REPO / "runs" / "domain-adaptation"))
     parser.add_argument("--doc", default=str(REPO / "docs" / "results" / "domain_adaptation.md"), help="'' = none")
     parser.add_argument("--resume", action="store_true", help="reuse finished seeds, continue interrupted ones")
+    parser.add_argument(
+        "--tables-only", action="store_true", help="write the document from finished seeds; train and mine nothing"
+    )
     return parser.parse_args(argv)
 
 
@@ -198,10 +202,16 @@ def main(argv: list[str] | None = None) -> int:
         domain = every[name]
         tasks = load_tasks(task_dirs([domain["task"]], Path(args.task_root)))
         experiment = Experiment(
-            work / name, tasks, resume=args.resume, eval_options={"max_seq_length": args.max_seq_length}
+            work / name,
+            tasks,
+            resume=args.resume,
+            eval_options={"max_seq_length": args.max_seq_length},
+            train=not args.tables_only,
         )
         experiments[name] = experiment
         experiment.reference(BASE, BASE, "base")
+        if args.tables_only:
+            continue
         spec = {**base_mining_recipe(name, domain, args), "output_dir": str(work / name / "mined"), "seed": 42}
         mined = work / name / "mined" / "mine" / f"{domain['dataset']['name']}.jsonl"
         marker = work / name / "mined" / "recipe.json"

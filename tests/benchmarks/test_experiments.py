@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -40,6 +41,26 @@ def test_tables_show_mean_std_and_per_seed_paired_differences():
     text = reading(experiment, "baseline", ["A", "B"])
     assert "better vs baseline: mean +2.33 ± 0.76 points over 3 seed(s) — **real**: better" in text
     assert "per task beyond noise: A (better)" in text
+
+
+def test_tables_only_reuses_finished_variants_and_trains_nothing(tmp_path, monkeypatch):
+    tasks = [SimpleNamespace(spec=SimpleNamespace(name="A"))]
+    trained = []
+
+    def run(spec):
+        trained.append(spec["seed"])
+        return "model"
+
+    running = Experiment(tmp_path, tasks, resume=True)
+    monkeypatch.setattr(running, "evaluate", lambda label, model, folder: {"A": 0.5})
+    running.variant("v", 42, {"name": "x"}, "v", run=run)
+    assert trained == [42]
+
+    tables = Experiment(tmp_path, tasks, train=False)
+    assert tables.variant("v", 42, {"name": "x"}, "v", run=run) == {"A": 0.5}  # finished: reused
+    assert tables.variant("v", 43, {"name": "x"}, "v", run=run) is None  # unfinished: skipped, not trained
+    assert tables.variant("v", 42, {"name": "changed"}, "v", run=run) is None  # another recipe: not this run's
+    assert trained == [42] and tables.scores == {"v": {42: {"A": 0.5}}}
 
 
 @pytest.mark.parametrize("label", list(distillation.VARIANTS))
@@ -116,8 +137,6 @@ def test_every_benchmark_applies_one_noise_rule_with_its_sign_condition():
 
 def one_task(**scores: list[float]) -> Experiment:
     """An experiment on one task "A" with the given per-seed scores (seeds 42, 43, ...) for each label."""
-    from types import SimpleNamespace
-
     experiment = Experiment(Path("unused"), tasks=[SimpleNamespace(spec=SimpleNamespace(name="A"))])
     experiment.scores = {label: {42 + i: {"A": v} for i, v in enumerate(values)} for label, values in scores.items()}
     return experiment
