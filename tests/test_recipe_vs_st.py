@@ -91,6 +91,20 @@ def test_soup_experiment_trains_the_same_data_and_steps_as_the_shipped_recipe(be
     assert soup.stages["finetune_labels"].init == "pretrain"
 
 
+FINETUNE_ALONE = REPO / "benchmarks" / "recipes" / "quickstart-finetune-alone.yaml"
+
+
+def test_finetune_alone_experiment_trains_the_same_data_and_steps_as_the_shipped_recipe(bench):
+    """Pre-training -> fine-tuning vs fine-tuning alone: one stage of all the steps, the shipped peer, same loss."""
+    module, _ = bench
+    shipped = module.load(module.DEFAULT_RECIPE, module.embedforge_overrides(module.DEFAULT_RECIPE, [], None))
+    alone = module.load(FINETUNE_ALONE, module.embedforge_overrides(FINETUNE_ALONE, [], None))
+    assert module.peer_plan(alone) == module.peer_plan(shipped)
+    assert list(alone.stages) == ["finetune"]
+    assert alone.stages["finetune"].max_steps == sum(stage.max_steps for stage in shipped.stages.values())
+    assert alone.stages["finetune"].loss == shipped.stages["finetune"].loss
+
+
 def _record(seed: int, scores: dict[str, float], ingredients: dict | None = None) -> dict:
     record = {"seed": seed, "scores": scores, "train_seconds": 1.0, "what": "x"}
     return record | ({"ingredients": ingredients} if ingredients else {})
