@@ -282,6 +282,7 @@ def render(work: Path) -> str:
         for t in tasks:
             d = vs_base[t] = Paired([100 * (shipped[s]["scores"][t] - base["scores"][t]) for s in sorted(shipped)])
             lines.append(f"| {t} | {', '.join(f'{x:+.2f}' for x in d.differences)} | {pm(d)} | {d.verdict} |")
+    lines += variants_section(sides, tasks, rest)
     lines += soup_section(sides, tasks, rest)
     lines += ["", "Reading (generated from the tables above):", ""]
     for name in [s for s in order if s in sides and s != "peer"]:
@@ -323,6 +324,35 @@ def points(scores: dict[str, float], names: list[str]) -> float:
 def soup_gain(record: dict, names: list[str]) -> float:
     """A soup's mean over ``names`` minus its better ingredient's (x100)."""
     return points(record["scores"], names) - max(points(i, names) for i in record["ingredients"].values())
+
+
+def variants_section(sides: dict[str, dict[int, dict]], tasks: list[str], rest: list[str]) -> list[str]:
+    """Every other embedforge side paired by seed with the recipe as shipped: what each change does to it."""
+    shipped = sides.get("embedforge", {})
+    rows: list[str] = []
+    for name in sorted(set(sides) - {"peer", "embedforge"}):
+        seeds = sorted(set(sides[name]) & set(shipped))
+        if not seeds:
+            continue
+        full = Paired([points(sides[name][s]["scores"], tasks) - points(shipped[s]["scores"], tasks) for s in seeds])
+        part = Paired([points(sides[name][s]["scores"], rest) - points(shipped[s]["scores"], rest) for s in seeds])
+        rows.append(
+            f"| {name} | {', '.join(map(str, seeds))} | {', '.join(f'{d:+.2f}' for d in full.differences)} | "
+            f"{pm(full)} | {full.verdict} | {', '.join(f'{d:+.2f}' for d in part.differences)} | {pm(part)} | "
+            f"{part.verdict} |"
+        )
+    if not rows:
+        return []
+    return [
+        "",
+        "Every other side against the recipe as shipped, same seed (Δ = side − embedforge; a side measured with "
+        "older code compares that code's recipe with today's):",
+        "",
+        f"| side | seeds | Δ per seed | Δ mean ± std | verdict | Δ without {NOISY_TASK}: per seed | mean ± std | "
+        "verdict |",
+        "|---|---|---|---:|---|---|---:|---|",
+        *rows,
+    ]
 
 
 def soup_section(sides: dict[str, dict[int, dict]], tasks: list[str], rest: list[str]) -> list[str]:

@@ -130,3 +130,28 @@ def test_soup_section_pairs_the_soup_with_its_best_ingredient_per_seed(bench, tm
     text = module.render(tmp_path)
     row = next(line for line in text.splitlines() if line.startswith("| soup | 1, 2, 3 | 58.33"))
     assert "+1.00, +1.00, +1.00" in row and "real gain" in row
+
+
+def test_variants_section_pairs_each_side_with_the_shipped_recipe_per_seed(bench, tmp_path):
+    module, _ = bench
+    base = {"A": 0.5, module.NOISY_TASK: 0.5}
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "result.json").write_text(module.json.dumps({"label": "base", "scores": base}))
+    for seed in (1, 2, 3):
+        # the variant: +1 point on A at every seed (real), clustering -4 / +4 / -4 (noise)
+        sides = {
+            "peer": {"A": 0.50, module.NOISY_TASK: 0.50},
+            "embedforge": {"A": 0.60, module.NOISY_TASK: 0.60},
+            "variant": {"A": 0.61, module.NOISY_TASK: 0.56 if seed != 2 else 0.64},
+        }
+        for name, scores in sides.items():
+            folder = tmp_path / f"seed{seed}" / name
+            folder.mkdir(parents=True)
+            (folder / "result.json").write_text(module.json.dumps(_record(seed, scores)))
+    text = module.render(tmp_path)
+    section = text.split("Every other side against the recipe as shipped")[1]
+    row = next(line for line in section.splitlines() if line.startswith("| variant | 1, 2, 3 |"))
+    cells = [cell.strip() for cell in row.split("|")]
+    assert cells[3] == "-1.50, +2.50, -1.50" and cells[5] == "within noise"  # the 2-task mean: noise
+    assert cells[6] == "+1.00, +1.00, +1.00" and cells[8] == "real gain"  # without clustering: real
+    assert "| peer |" not in section.split("\n\n")[1]  # the peer is the other table's baseline, not a variant
