@@ -117,6 +117,11 @@ class Experiment:
     reused: int = 0
 
     @property
+    def reusing(self) -> bool:
+        """Finished work is reused when resuming and when writing tables only."""
+        return self.resume or not self.train
+
+    @property
     def task_names(self) -> list[str]:
         return [task.spec.name for task in self.tasks]
 
@@ -126,7 +131,7 @@ class Experiment:
         from embedforge.utils.io import atomic_write_text
 
         done = folder / "scores.json"
-        if (self.resume or not self.train) and done.is_file():
+        if self.reusing and done.is_file():
             saved = json.loads(done.read_text(encoding="utf-8"))
             if saved.get("tasks") == self.task_names and saved.get("options") == _plain(self.eval_options):
                 return saved["scores"]
@@ -163,8 +168,7 @@ class Experiment:
         folder = self.work / slug / f"seed{seed}"
         spec = _plain({**spec, "output_dir": str(folder / "run"), "seed": seed})
         done = folder / "variant.json"
-        reuse = self.resume or not self.train
-        previous = json.loads(done.read_text(encoding="utf-8")) if reuse and done.is_file() else None
+        previous = json.loads(done.read_text(encoding="utf-8")) if self.reusing and done.is_file() else None
         if previous is not None and previous["recipe"] == spec and previous["tasks"] == self.task_names:
             scores, seconds = previous["scores"], previous["seconds"]
             self.reused += 1

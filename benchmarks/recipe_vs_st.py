@@ -252,14 +252,10 @@ def render(work: Path) -> str:
         if not seeds:
             continue
         what = sides[name][seeds[0]].get("what", "")
-        full = Paired([means(sides[name][s], tasks) - means(peer[s], tasks) for s in seeds])
-        part = Paired([means(sides[name][s], rest) - means(peer[s], rest) for s in seeds])
-        lines.append(
-            f"| {name} | {what} | {', '.join(map(str, seeds))} | {', '.join(f'{d:+.2f}' for d in full.differences)}"
-            f" | {pm(full)} | {full.verdict} | "
-            f"{', '.join(f'{d:+.2f}' for d in part.differences)} | {pm(part)} | "
-            f"{part.verdict} |"
+        cells = paired_cells(
+            paired_means(sides[name], peer, seeds, tasks), paired_means(sides[name], peer, seeds, rest)
         )
+        lines.append(f"| {name} | {what} | {', '.join(map(str, seeds))} | {cells} |")
     lines += ["", "Per task, embedforge − peer, mean ± std of the per-seed differences:", ""]
     shipped = sides.get("embedforge", {})
     per_task: dict[str, Paired] = {}
@@ -289,7 +285,7 @@ def render(work: Path) -> str:
         seeds = sorted(set(sides[name]) & set(peer))
         if not seeds:
             continue
-        full = Paired([means(sides[name][s], tasks) - means(peer[s], tasks) for s in seeds])
+        full = paired_means(sides[name], peer, seeds, tasks)
         lines.append(
             f"- **{name}** vs the peer: {full.mean:+.2f} points on the mean over {len(seeds)} seed(s), "
             f"{full.verdict}"
@@ -321,6 +317,16 @@ def points(scores: dict[str, float], names: list[str]) -> float:
     return 100 * mean(scores[t] for t in names)
 
 
+def paired_means(side: dict[int, dict], baseline: dict[int, dict], seeds: list[int], names: list[str]) -> Paired:
+    """Per-seed differences of the mean over ``names`` (x100), ``side`` minus ``baseline``."""
+    return Paired([points(side[s]["scores"], names) - points(baseline[s]["scores"], names) for s in seeds])
+
+
+def paired_cells(*pairs: Paired) -> str:
+    """Table cells ``per-seed Δ | mean ± std | verdict`` for each pairing, joined."""
+    return " | ".join(f"{', '.join(f'{d:+.2f}' for d in p.differences)} | {pm(p)} | {p.verdict}" for p in pairs)
+
+
 def soup_gain(record: dict, names: list[str]) -> float:
     """A soup's mean over ``names`` minus its better ingredient's (x100)."""
     return points(record["scores"], names) - max(points(i, names) for i in record["ingredients"].values())
@@ -334,13 +340,10 @@ def variants_section(sides: dict[str, dict[int, dict]], tasks: list[str], rest: 
         seeds = sorted(set(sides[name]) & set(shipped))
         if not seeds:
             continue
-        full = Paired([points(sides[name][s]["scores"], tasks) - points(shipped[s]["scores"], tasks) for s in seeds])
-        part = Paired([points(sides[name][s]["scores"], rest) - points(shipped[s]["scores"], rest) for s in seeds])
-        rows.append(
-            f"| {name} | {', '.join(map(str, seeds))} | {', '.join(f'{d:+.2f}' for d in full.differences)} | "
-            f"{pm(full)} | {full.verdict} | {', '.join(f'{d:+.2f}' for d in part.differences)} | {pm(part)} | "
-            f"{part.verdict} |"
+        cells = paired_cells(
+            paired_means(sides[name], shipped, seeds, tasks), paired_means(sides[name], shipped, seeds, rest)
         )
+        rows.append(f"| {name} | {', '.join(map(str, seeds))} | {cells} |")
     if not rows:
         return []
     return [

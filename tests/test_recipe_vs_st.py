@@ -81,11 +81,15 @@ def test_settings_are_portable_across_checkouts(bench):
 SOUP = REPO / "benchmarks" / "recipes" / "quickstart-soup.yaml"
 
 
+def _load(module, path):
+    """A recipe as recipe_vs_st loads it, without overrides."""
+    return module.load(path, module.embedforge_overrides(path, [], None))
+
+
 def test_soup_experiment_trains_the_same_data_and_steps_as_the_shipped_recipe(bench):
     """The soup variant is paired with the shipped recipe's peer, so both must plan the same peer."""
     module, _ = bench
-    shipped = module.load(module.DEFAULT_RECIPE, module.embedforge_overrides(module.DEFAULT_RECIPE, [], None))
-    soup = module.load(SOUP, module.embedforge_overrides(SOUP, [], None))
+    shipped, soup = _load(module, module.DEFAULT_RECIPE), _load(module, SOUP)
     assert module.peer_plan(soup) == module.peer_plan(shipped)
     assert soup.stages["soup"].models == ["finetune", "finetune_labels"]
     assert soup.stages["finetune_labels"].init == "pretrain"
@@ -97,8 +101,7 @@ FINETUNE_ALONE = REPO / "benchmarks" / "recipes" / "quickstart-finetune-alone.ya
 def test_finetune_alone_experiment_trains_the_same_data_and_steps_as_the_shipped_recipe(bench):
     """Pre-training -> fine-tuning vs fine-tuning alone: one stage of all the steps, the shipped peer, same loss."""
     module, _ = bench
-    shipped = module.load(module.DEFAULT_RECIPE, module.embedforge_overrides(module.DEFAULT_RECIPE, [], None))
-    alone = module.load(FINETUNE_ALONE, module.embedforge_overrides(FINETUNE_ALONE, [], None))
+    shipped, alone = _load(module, module.DEFAULT_RECIPE), _load(module, FINETUNE_ALONE)
     assert module.peer_plan(alone) == module.peer_plan(shipped)
     assert list(alone.stages) == ["finetune"]
     assert alone.stages["finetune"].max_steps == sum(stage.max_steps for stage in shipped.stages.values())
