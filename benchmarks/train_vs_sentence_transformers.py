@@ -4,7 +4,8 @@ Peer: ``SentenceTransformerTrainer`` + ``MultipleNegativesRankingLoss`` (scale 2
 the recommended ``BatchSamplers.NO_DUPLICATES`` and the default proportional multi-dataset sampler (the
 FIELD-NOTES baseline). embedforge: the same data and hyperparameters through ``embedforge train`` (InfoNCE
 with KaLM's focal reweighting, weighted homogeneous length-grouped batches, and the default speed options of
-``embedforge.training.speed``: texts tokenized once before training, padding-free packed batches). Both start
+``embedforge.training.speed``: texts tokenized once before training; on CPU, cheap dropout masks; on CUDA,
+padding-free packed batches). Both start
 from the same base and run the same number of optimizer steps; then both are evaluated with embedforge's MTEB
 evaluation.
 
@@ -16,6 +17,11 @@ is printed before and after.
     python benchmarks/train_vs_sentence_transformers.py                     # 3,000 Debian pairs + 3,000 SNLI triplets
     python benchmarks/train_vs_sentence_transformers.py --steps 60 --rounds 2 --tasks data/eval/STSBenchmark
     python benchmarks/train_vs_sentence_transformers.py --rounds 2 --packing auto true   # CPU: padded vs packed
+    python benchmarks/train_vs_sentence_transformers.py --speed default fast_dropout=false  # with / without
+
+Each ``--speed`` value is one embedforge side: ``default`` (the stage's default speed options) or comma-separated
+``option=value`` pairs of the stage's ``speed:`` mapping (``packing=true,fast_dropout=false``); ``--packing X`` is
+short for ``--speed packing=X``.
 
 Prints pairs/s for both, the ratio (issue 15's goal: >= 2.0 at equal or better scores), and the per-task
 scores of base, peer and embedforge.
@@ -86,7 +92,21 @@ def run_peer(base: str, data, steps: int, args, output: Path) -> tuple[float, st
     return seconds, str(output / "final")
 
 
-def run_embedforge(base: str, steps: int, args, output: Path, packing: str = "auto") -> tuple[float, str, dict]:
+def parse_speed(spec: str) -> dict:
+    """``default`` -> {}; ``packing=true,fast_dropout=false`` -> {"packing": True, "fast_dropout": False}."""
+    if spec == "default":
+        return {}
+    values = {"true": True, "false": False, "auto": "auto"}
+    speed = {}
+    for pair in spec.split(","):
+        key, sep, value = pair.partition("=")
+        if not sep or value not in values:
+            raise SystemExit(f"--speed {spec!r}: expected default or option=true|false|auto[,option=...]")
+        speed[key.strip()] = values[value]
+    return speed
+
+
+def run_embedforge(base: str, steps: int, args, output: Path, speed: dict) -> tuple[float, str, dict]:
     from embedforge.recipes import recipe_from_dict, run_recipe
 
     recipe = recipe_from_dict(
@@ -106,7 +126,7 @@ def run_embedforge(base: str, steps: int, args, output: Path, packing: str = "au
                     "save_steps": steps,
                     "logging_steps": 10,
                     "trainer_args": {"report_to": [], "disable_tqdm": True},
-                    "speed": {"packing": {"auto": "auto", "true": True, "false": False}[packing]},
+                    "speed": speed,
                 }
             },
         },
@@ -115,6 +135,10 @@ def run_embedforge(base: str, steps: int, args, output: Path, packing: str = "au
     result = run_recipe(recipe, overwrite=True)
     summary = result.stages["train"].summary
     return summary["train_seconds"], result.final_model, summary
+
+
+def slug(side: str) -> str:
+    return side.replace("=", "-").replace(",", "+")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,13 +157,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1, help="alternate peer/embedforge runs this many times")
     parser.add_argument("--output", default=None, help="work folder (default: a temporary one)")
     parser.add_argument(
+        "--speed",
+        nargs="+",
+        default=None,
+        help="embedforge side(s), one per value, each round: 'default' or option=value[,option=value] of speed:",
+    )
+    parser.add_argument(
         "--packing",
         nargs="+",
         choices=["auto", "true", "false"],
-        default=["auto"],
-        help="embedforge side(s), one per value, each round: stage option speed.packing (auto = CUDA only)",
+        default=None,
+        help="short for --speed packing=VALUE ... (auto = CUDA only)",
     )
     args = parser.parse_args(argv)
+    sides = list(args.speed or [])
+    sides += [f"packing={value}" for value in args.packing or []]
+    sides = sides or ["default"]
+    speeds = {side: parse_speed(side) for side in sides}
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -159,33 +193,33 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     peer_seconds = 0.0
-    ours_seconds = dict.fromkeys(args.packing, 0.0)
+    ours_seconds = dict.fromkeys(sides, 0.0)
     our_models: dict[str, str] = {}
     for round_index in range(args.rounds):
         seconds, peer_model = run_peer(args.base, data, steps, args, work / f"peer-{round_index}")
         peer_seconds += seconds
         print(f"round {round_index + 1}: sentence-transformers {seconds:7.1f} s", end="", flush=True)
-        for packing in args.packing:
-            folder = work / f"embedforge-packing-{packing}-{round_index}"
-            seconds, our_models[packing], _ = run_embedforge(args.base, steps, args, folder, packing)
-            ours_seconds[packing] += seconds
-            print(f" | embedforge (packing {packing}) {seconds:7.1f} s", end="", flush=True)
+        for side in sides:
+            folder = work / f"embedforge-{slug(side)}-{round_index}"
+            seconds, our_models[side], _ = run_embedforge(args.base, steps, args, folder, speeds[side])
+            ours_seconds[side] += seconds
+            print(f" | embedforge ({side}) {seconds:7.1f} s", end="", flush=True)
         print(f" | load {os.getloadavg()[0]:.1f}", flush=True)
     anchors = steps * args.batch_size * args.rounds
     peer_rate = anchors / peer_seconds
-    ratios = {packing: anchors / seconds / peer_rate for packing, seconds in ours_seconds.items()}
+    ratios = {side: anchors / seconds / peer_rate for side, seconds in ours_seconds.items()}
     print(f"\nsentence-transformers (MNRL, NO_DUPLICATES): {peer_seconds:7.1f} s  {peer_rate:6.2f} pairs/s")
-    for packing, seconds in ours_seconds.items():
+    for side, seconds in ours_seconds.items():
         rate = anchors / seconds
-        print(f"embedforge (InfoNCE, length-grouped, packing {packing}): {seconds:7.1f} s  {rate:6.2f} pairs/s")
-        print(f"speed ratio embedforge (packing {packing}) / sentence-transformers = {ratios[packing]:.2f} (goal 2.0)")
+        print(f"embedforge (InfoNCE, length-grouped, speed {side}): {seconds:7.1f} s  {rate:6.2f} pairs/s")
+        print(f"speed ratio embedforge ({side}) / sentence-transformers = {ratios[side]:.2f} (goal 2.0)")
     print(f"\nload average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
 
     tasks = [] if args.no_eval else load_tasks(args.tasks or [], None if args.tasks else REPO / "data" / "eval")
     runs = {}
-    sides = [("base", args.base), ("sentence-transformers", peer_model)]
-    sides += [(f"embedforge-packing-{packing}", model) for packing, model in our_models.items()]
-    for label, model in sides:
+    scored = [("base", args.base), ("sentence-transformers", peer_model)]
+    scored += [(f"embedforge-{slug(side)}", model) for side, model in our_models.items()]
+    for label, model in scored:
         if not tasks:
             break
         report = evaluate(

@@ -87,8 +87,12 @@ def _varlen_attention(q, k, v, cu, max_len, causal, scaling, groups):
     return fn(q, k, v, cu, cu, max_len, max_len, **kwargs)
 
 
-def _regrouped_attention(q, k, v, cu, max_len, causal, scaling, dropout, groups):
-    """(T, H, D) -> (T, H, D): each text's attention, run as a padded ``(texts, L_max)`` SDPA batch."""
+def _regrouped_attention(q, k, v, cu, max_len, causal, scaling, dropout, groups, fast_dropout=False):
+    """(T, H, D) -> (T, H, D): each text's attention, run as a padded ``(texts, L_max)`` SDPA batch.
+
+    With ``fast_dropout`` (CPU training with attention dropout), the math path of
+    :func:`embedforge.models.fast_dropout.math_attention` instead of SDPA's slow dropout.
+    """
     total = q.shape[0]
     lengths = cu[1:] - cu[:-1]  # (S,)
     steps = torch.arange(max_len, device=q.device)  # (L,)
@@ -102,9 +106,14 @@ def _regrouped_attention(q, k, v, cu, max_len, causal, scaling, dropout, groups)
     if groups > 1:
         ks, vs = ks.repeat_interleave(groups, dim=1), vs.repeat_interleave(groups, dim=1)
     mask = None if causal else valid[:, None, None, :]  # (S, 1, 1, L) keys that exist
-    out = torch.nn.functional.scaled_dot_product_attention(
-        qs, ks, vs, attn_mask=mask, dropout_p=dropout, is_causal=causal, scale=scaling
-    )  # (S, H, L, D)
+    if fast_dropout:
+        from embedforge.models.fast_dropout import math_attention
+
+        out = math_attention(qs, ks, vs, mask, dropout=dropout, scaling=scaling, is_causal=causal)
+    else:
+        out = torch.nn.functional.scaled_dot_product_attention(
+            qs, ks, vs, attn_mask=mask, dropout_p=dropout, is_causal=causal, scale=scaling
+        )  # (S, H, L, D)
     return out.transpose(1, 2)[valid]  # (S, L, H, D) -> (T, H, D), in the packed order
 
 
@@ -145,7 +154,10 @@ def packed_attention_forward(
         except (RuntimeError, TypeError, NotImplementedError) as error:  # pragma: no cover - GPU only
             _varlen_state["failed"] = repr(error)
             logger.warning("varlen flash attention failed (%s); using regrouped SDPA attention instead", error)
-    out = _regrouped_attention(q, k, v, cu, max_len, causal, scaling, dropout, groups)
+    from embedforge.models.fast_dropout import uses_fast_dropout
+
+    fast = uses_fast_dropout(module, q, dropout)
+    out = _regrouped_attention(q, k, v, cu, max_len, causal, scaling, dropout, groups, fast_dropout=fast)
     return out.unsqueeze(0), None  # (1, T, H, D)
 
 

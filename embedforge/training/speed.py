@@ -1,4 +1,5 @@
-"""Training speed options: tokenize once, padding-free batches, bf16 weights, fused AdamW, compile, Liger.
+"""Training speed options: tokenize once, padding-free batches, fast dropout, bf16 weights, fused AdamW, compile,
+Liger.
 
 One dataclass, :class:`TrainingSpeed`, passed whole to :class:`~embedforge.training.trainer.EmbedforgeTrainer`
 (a train stage's ``speed:`` mapping). What each option does and why:
@@ -12,13 +13,18 @@ One dataclass, :class:`TrainingSpeed`, passed whole to :class:`~embedforge.train
     row, attention runs per text. Supported: a ``Transformer`` module followed by ``Pooling`` (any mode), SDPA or
     eager attention (switched to ``embedforge_packed``) or flash-attention (native), no sliding window shorter
     than the training length.
+``fast_dropout`` (``auto``: on CPU, when the model has dropout)
+    Dropout masks from cheap 16-bit random draws instead of one Mersenne-Twister draw per element, in the
+    hidden layers and in attention (:mod:`embedforge.models.fast_dropout`; same distribution, ``p`` rounded to
+    1/65536). CPU dropout was half of a BERT-style forward pass; CUDA's dropout is already cheap.
 ``bf16_weights`` (``auto``: with bf16 training on CUDA)
     Keep the model's weights in bf16 and the optimizer's master weights and moments in fp32
     (:class:`MasterWeightAdamW`), instead of fp32 weights under autocast: autocast casts every fp32 weight to
     bf16 in every forward (14% of CUDA time on the first GPU run). Autocast is switched off (the weights
     already are bf16); the loss upcasts its logits to fp32 as before.
 ``fused_optimizer`` (``auto``: on CUDA)
-    ``torch.optim.AdamW(fused=True)`` (one kernel for all parameters; ``optim="adamw_torch_fused"``).
+    ``torch.optim.AdamW(fused=True)`` (one kernel for all parameters; ``optim="adamw_torch_fused"``, which is
+    also the Trainer's own default since transformers 5).
 ``compile`` (default off)
     ``torch.compile`` the transformer in place (``nn.Module.compile``, dynamic shapes: packed rows change length
     every step). Compilation takes minutes; worth it only for long runs.
@@ -52,6 +58,7 @@ class TrainingSpeed:
     packing: bool | str = _AUTO  # padding-free batches; auto = on CUDA when the model supports them
     bf16_weights: bool | str = _AUTO  # bf16 weights + fp32 master weights instead of autocast; auto = bf16 on CUDA
     fused_optimizer: bool | str = _AUTO  # fused AdamW kernel; auto = on CUDA
+    fast_dropout: bool | str = _AUTO  # dropout from cheap random bits; auto = on CPU when the model has dropout
     compile: bool = False  # torch.compile the transformer (dynamic shapes)
     liger: bool = False  # Liger Triton kernels for supported decoder families (pip install liger-kernel)
 
@@ -123,6 +130,15 @@ def resolve_bf16_weights(speed: TrainingSpeed, bf16: bool) -> bool:
 def resolve_fused(speed: TrainingSpeed) -> bool:
     """Fused AdamW: as given, or (auto) on CUDA."""
     return torch.cuda.is_available() if speed.fused_optimizer == _AUTO else bool(speed.fused_optimizer)
+
+
+def resolve_fast_dropout(speed: TrainingSpeed, model: Any) -> bool:
+    """Fast dropout: as given, or (auto) when training on CPU a model that has dropout."""
+    if speed.fast_dropout != _AUTO:
+        return bool(speed.fast_dropout)
+    from embedforge.models.fast_dropout import has_dropout
+
+    return not torch.cuda.is_available() and has_dropout(model)
 
 
 def apply_kernels(model: Any, speed: TrainingSpeed) -> list[str]:

@@ -7,7 +7,8 @@ Everything distributed (DDP via ``torchrun`` / ``accelerate launch``, FSDP, Deep
   applied or saved), naming the step, the dataset and the last good checkpoint;
 * length-grouped batch samplers measure texts in the model's tokens (cut at its maximum length);
 * the speed options of :class:`~embedforge.training.speed.TrainingSpeed`: texts tokenized once (cached) instead
-  of in every step, padding-free (packed) batches, bf16 weights with fp32 master weights instead of autocast,
+  of in every step, padding-free (packed) batches, cheap dropout masks on CPU,
+  bf16 weights with fp32 master weights instead of autocast,
   fused AdamW, ``torch.compile`` and Liger kernels as options.
 """
 
@@ -52,6 +53,11 @@ class EmbedforgeTrainer(SentenceTransformerTrainer):
             from embedforge.models.packed_attention import enable_packed_attention
 
             self._attention_before = enable_packed_attention(model)
+        self._fast_dropout = None
+        if speed_lib.resolve_fast_dropout(self.speed, model):
+            from embedforge.models.fast_dropout import enable_fast_dropout
+
+            self._fast_dropout = enable_fast_dropout(model)
         if self.bf16_weights:
             model.to(torch.bfloat16)
             training_args.bf16 = False  # the weights are bf16: no autocast (it would only re-cast)
@@ -64,9 +70,10 @@ class EmbedforgeTrainer(SentenceTransformerTrainer):
         # callables(dataset_name, loss) told every training micro-batch's loss (per-dataset loss curves)
         self.loss_observers: list[Callable[[Any, torch.Tensor], None]] = []
         logger.info(
-            "speed: pretokenize=%s packing=%s bf16_weights=%s optimizer=%s kernels=%s",
+            "speed: pretokenize=%s packing=%s fast_dropout=%s bf16_weights=%s optimizer=%s kernels=%s",
             self.speed.pretokenize,
             self.packing,
+            self._fast_dropout is not None,
             self.bf16_weights,
             "MasterWeightAdamW" if self.bf16_weights else training_args.optim,
             self.kernels or "none",
@@ -115,8 +122,12 @@ class EmbedforgeTrainer(SentenceTransformerTrainer):
     def train(self, *args: Any, **kwargs: Any):
         try:
             return super().train(*args, **kwargs)
-        finally:
-            if self._attention_before is not None:  # the saved/served model uses its usual attention
+        finally:  # the saved/served model uses its usual attention and dropout modules
+            if self._fast_dropout is not None:
+                from embedforge.models.fast_dropout import disable_fast_dropout
+
+                disable_fast_dropout(self.model, self._fast_dropout)
+            if self._attention_before is not None:
                 from embedforge.models.packed_attention import disable_packed_attention
 
                 disable_packed_attention(self.model, self._attention_before)

@@ -115,7 +115,11 @@ def test_packing_auto_is_off_on_cpu_and_pretokenize_off_uses_the_plain_collator(
     loss = build_loss("infonce", tiny_model, {})
     data = Dataset.from_dict(ROWS)
     padded = EmbedforgeTrainer(
-        model=tiny_model, args=_args(tmp_path), train_dataset=data, loss=loss, speed=TrainingSpeed(packing="auto")
+        model=tiny_model,
+        args=_args(tmp_path),
+        train_dataset=data,
+        loss=loss,
+        speed=TrainingSpeed(packing="auto", fast_dropout=False),
     )
     assert isinstance(padded.data_collator, PretokenizedCollator) and not padded.data_collator.packing
     assert tiny_model[0].auto_model.config._attn_implementation == "sdpa"
@@ -123,6 +127,42 @@ def test_packing_auto_is_off_on_cpu_and_pretokenize_off_uses_the_plain_collator(
         model=tiny_model, args=_args(tmp_path), train_dataset=data, loss=loss, speed=TrainingSpeed(pretokenize=False)
     )
     assert type(plain.data_collator) is SentenceTransformerDataCollator
+
+
+def test_cpu_training_defaults_to_fast_dropout_and_restores_the_model(tiny_model, tmp_path):
+    from embedforge.losses import build_loss
+    from embedforge.models.fast_dropout import FastDropout
+    from embedforge.training.speed import TrainingSpeed
+    from embedforge.training.trainer import EmbedforgeTrainer
+
+    config = tiny_model[0].auto_model.config
+    loss = build_loss("infonce", tiny_model, {})
+    trainer = EmbedforgeTrainer(
+        model=tiny_model, args=_args(tmp_path), train_dataset=Dataset.from_dict(ROWS), loss=loss, speed=TrainingSpeed()
+    )
+    assert config._attn_implementation == "embedforge_sdpa"  # auto: CPU and a model with dropout
+    assert any(isinstance(m, FastDropout) for m in tiny_model.modules())
+    seen = []
+    hook = (
+        tiny_model[0]
+        .auto_model.encoder.layer[0]
+        .output.dropout.register_forward_hook(lambda module, args, out: seen.append(type(module).__name__))
+    )
+    result = trainer.train()
+    hook.remove()
+    assert seen and set(seen) == {"FastDropout"}  # the training steps ran through it
+    assert torch.isfinite(torch.tensor(result.training_loss))
+    assert config._attn_implementation == "sdpa"  # the saved and served model is the usual one
+    assert not any(isinstance(m, FastDropout) for m in tiny_model.modules())
+
+    off = EmbedforgeTrainer(
+        model=tiny_model,
+        args=_args(tmp_path),
+        train_dataset=Dataset.from_dict(ROWS),
+        loss=loss,
+        speed=TrainingSpeed(fast_dropout=False),
+    )
+    assert config._attn_implementation == "sdpa" and off._fast_dropout is None
 
 
 def test_bf16_weights_train_with_fp32_master_weights(tiny_model, tmp_path):
@@ -193,3 +233,5 @@ def test_speed_options_are_checked():
         TrainingSpeed.from_dict({"compile": "auto"})
     with pytest.raises(ConfigError, match="speed.packing: expected true, false or 'auto', got 'yes'"):
         TrainingSpeed.from_dict({"packing": "yes"})
+    with pytest.raises(ConfigError, match="speed.fast_dropout: expected true, false or 'auto', got 0.1"):
+        TrainingSpeed.from_dict({"fast_dropout": 0.1})
