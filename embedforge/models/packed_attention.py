@@ -93,14 +93,18 @@ def _regrouped_attention(q, k, v, cu, max_len, causal, scaling, dropout, groups,
     With ``fast_dropout`` (CPU training with attention dropout), the math path of
     :func:`embedforge.models.fast_dropout.math_attention` instead of SDPA's slow dropout.
     """
-    total = q.shape[0]
+    texts = cu.shape[0] - 1
     lengths = cu[1:] - cu[:-1]  # (S,)
     steps = torch.arange(max_len, device=q.device)  # (L,)
     valid = steps[None, :] < lengths[:, None]  # (S, L) real token positions
-    index = (cu[:-1, None] + steps[None, :]).clamp_(max=total - 1)  # (S, L) flat position of each slot
+    # slot of each packed token in the flattened (S * L) padded batch; index_copy / index_select move whole
+    # (H, D) rows and their backward passes are the other one (no accumulating scatter, which on CPU cost more
+    # than the padding packing saves)
+    slots = (torch.arange(texts, device=q.device)[:, None] * max_len + steps[None, :])[valid]  # (T,)
 
-    def regroup(x: torch.Tensor) -> torch.Tensor:
-        return x[index].transpose(1, 2)  # (T, H, D) -> (S, L, H, D) -> (S, H, L, D)
+    def regroup(x: torch.Tensor) -> torch.Tensor:  # (T, H, D) -> (S, H, L, D), zeros in the padding
+        padded = x.new_zeros(texts * max_len, *x.shape[1:]).index_copy(0, slots, x)
+        return padded.view(texts, max_len, *x.shape[1:]).transpose(1, 2)
 
     qs, ks, vs = regroup(q), regroup(k), regroup(v)
     if groups > 1:
@@ -114,7 +118,8 @@ def _regrouped_attention(q, k, v, cu, max_len, causal, scaling, dropout, groups,
         out = torch.nn.functional.scaled_dot_product_attention(
             qs, ks, vs, attn_mask=mask, dropout_p=dropout, is_causal=causal, scale=scaling
         )  # (S, H, L, D)
-    return out.transpose(1, 2)[valid]  # (S, L, H, D) -> (T, H, D), in the packed order
+    out = out.transpose(1, 2).reshape(texts * max_len, out.shape[1], out.shape[-1])  # (S * L, H, D)
+    return out.index_select(0, slots)  # (T, H, D), in the packed order
 
 
 def packed_attention_forward(
