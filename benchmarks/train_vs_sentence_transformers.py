@@ -4,8 +4,8 @@ Peer: ``SentenceTransformerTrainer`` + ``MultipleNegativesRankingLoss`` (scale 2
 the recommended ``BatchSamplers.NO_DUPLICATES`` and the default proportional multi-dataset sampler (the
 FIELD-NOTES baseline). embedforge: the same data and hyperparameters through ``embedforge train`` (InfoNCE
 with KaLM's focal reweighting, weighted homogeneous length-grouped batches, and the default speed options of
-``embedforge.training.speed``: texts tokenized once before training; on CPU, cheap dropout masks; on CUDA,
-padding-free packed batches). Both start
+``embedforge.training.speed``: texts tokenized once before training, padding-free packed batches, and on CPU
+cheap dropout masks). Both start
 from the same base and run the same number of optimizer steps; then both are evaluated with embedforge's MTEB
 evaluation.
 
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         choices=["auto", "true", "false"],
         default=None,
-        help="short for --speed packing=VALUE ... (auto = CUDA only)",
+        help="short for --speed packing=VALUE ... (auto = when the model supports it)",
     )
     args = parser.parse_args(argv)
     sides = list(args.speed or [])

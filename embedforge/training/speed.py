@@ -8,7 +8,7 @@ One dataclass, :class:`TrainingSpeed`, passed whole to :class:`~embedforge.train
     Every training text is tokenized once, before the first step, and cached
     (:class:`~embedforge.data.collator.PretokenizedCollator`); batches are list look-ups. The length-grouped
     sampler reads its token counts from the same cache.
-``packing`` (``auto``: on CUDA, when the model supports it)
+``packing`` (``auto``: when the model supports it)
     Padding-free batches (:mod:`embedforge.models.packed_attention`): every column of a batch is one unpadded
     row, attention runs per text. Supported: a ``Transformer`` module followed by ``Pooling`` (any mode), SDPA or
     eager attention (switched to ``embedforge_packed``) or flash-attention (native), no sliding window shorter
@@ -55,7 +55,7 @@ class TrainingSpeed:
     """How a train stage runs fast (see the module docstring); ``auto`` decides from the model and device."""
 
     pretokenize: bool = True  # tokenize every text once before training (cached), never in the training step
-    packing: bool | str = _AUTO  # padding-free batches; auto = on CUDA when the model supports them
+    packing: bool | str = _AUTO  # padding-free batches; auto = when the model supports them
     bf16_weights: bool | str = _AUTO  # bf16 weights + fp32 master weights instead of autocast; auto = bf16 on CUDA
     fused_optimizer: bool | str = _AUTO  # fused AdamW kernel; auto = on CUDA
     fast_dropout: bool | str = _AUTO  # dropout from cheap random bits; auto = on CPU when the model has dropout
@@ -102,16 +102,13 @@ def packing_unsupported(model: Any) -> str | None:
 
 
 def resolve_packing(speed: TrainingSpeed, model: Any) -> bool:
-    """Whether to pack: as given (True on an unsupported model is an error); auto = on CUDA when supported.
+    """Whether to pack: as given (True on an unsupported model is an error); auto = when the model supports it.
 
-    ``auto`` leaves CPU training on length-grouped padding: on this project's idle 2-core CPU (MiniLM-L6, 3,000
-    Debian pairs + 3,000 SNLI triplets, 187 steps of 32, ``python benchmarks/train_vs_sentence_transformers.py
-    --packing auto true``), padded batches ran 176.6 s and packed ones 188.3 s against sentence-transformers'
-    284.7 s in the same run (1.61x vs 1.51x): length grouping already removes most padding, and running each
-    packed text's attention separately costs more than the little padding left. CPU packing stays opt-in.
+    ``auto`` packs on CPU too since the regrouped attention moved rows with ``index_copy``/``index_select``
+    (before, its accumulating scatters made packed CPU steps slower than length-grouped padding). On this
+    project's idle 2-core CPU (MiniLM-L6, 3,000 Debian pairs + 3,000 SNLI triplets, 187 steps of 32, ``python
+    benchmarks/train_vs_sentence_transformers.py --speed default packing=false``), see docs/BENCHMARKS.md.
     """
-    if speed.packing == _AUTO and not torch.cuda.is_available():
-        return False
     reason = packing_unsupported(model) if speed.packing else None
     if speed.packing is True and reason is not None:
         raise ConfigError(f"speed.packing: {reason}; set packing: false (or auto)")

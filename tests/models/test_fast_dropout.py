@@ -9,22 +9,32 @@ import torch
 import torch.nn.functional as F
 
 
-def test_drop_mask_drops_p_of_the_elements_and_keeps_the_expectation():
-    from embedforge.models.fast_dropout import drop_mask
+def test_dropout_mask_drops_p_of_the_elements_and_keeps_the_expectation():
+    from embedforge.models.fast_dropout import dropout_mask, random_bits
 
     torch.manual_seed(0)
-    drop, scale = drop_mask((1000, 1000), 0.1)
-    assert drop.dtype == torch.bool and drop.shape == (1000, 1000)
-    assert abs(drop.float().mean().item() - 0.1) < 1e-3  # 1e6 draws: std 3e-4
-    assert scale == pytest.approx(1 / (1 - 6554 / 65536))  # p rounded to 1/65536, scale from the rounded p
-    assert scale * (1 - 6554 / 65536) == pytest.approx(1.0)  # the expectation is kept exactly
-    rows, cols = drop.float().mean(1), drop.float().mean(0)
+    mask = dropout_mask((1000, 1000), 0.1)
+    scale = 1 / (1 - 6554 / 65536)  # p rounded to 1/65536, scale from the rounded p
+    assert mask.dtype == torch.float32 and mask.shape == (1000, 1000)
+    assert mask.unique().tolist() == [0.0, pytest.approx(scale)]
+    dropped = (mask == 0).float()
+    assert abs(dropped.mean().item() - 0.1) < 1e-3  # 1e6 draws: std 3e-4
+    assert abs(mask.mean().item() - 1.0) < 4e-3  # the expectation is kept
+    rows, cols = dropped.mean(1), dropped.mean(0)
     assert rows.std() < 0.02 and cols.std() < 0.02  # no row or column pattern from cutting words into draws
-    assert not drop_mask((4096,), 0.0)[0].any()
-    odd, _ = drop_mask((3, 5, 7), 0.5)  # a count that is not a multiple of 4
-    assert odd.shape == (3, 5, 7)
+    assert torch.equal(dropout_mask((4096,), 0.0), torch.ones(4096))
+    assert dropout_mask((3, 5, 7), 0.5, torch.float64).shape == (3, 5, 7)  # a count not a multiple of 4
+    bits = random_bits(400_000).long()
+    assert bits.min() == -32768 and bits.max() == 32767  # all 16 bits of every draw are random
+    assert abs(bits.float().mean().item()) < 200  # uniform: mean 0, std of the mean 30
+    for lane in range(4):  # each of a word's four draws is uniform on its own
+        assert abs(bits[lane::4].float().mean().item()) < 400
+    torch.manual_seed(1)
+    again = random_bits(1000)
+    torch.manual_seed(1)
+    assert torch.equal(random_bits(1000), again)  # torch's seed decides the draws
     with pytest.raises(ValueError, match="dropout probability"):
-        drop_mask((4,), 1.0)
+        dropout_mask((4,), 1.0)
 
 
 def test_fast_dropout_module_forward_backward_eval_and_seed():
@@ -70,17 +80,17 @@ def test_math_attention_equals_sdpa_without_dropout(case):
 
 
 def test_math_attention_dropout_is_dropout_of_the_attention_weights():
-    from embedforge.models.fast_dropout import drop_mask, math_attention
+    from embedforge.models.fast_dropout import dropout_mask, math_attention
 
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 3, 5, 4, dtype=torch.float64) for _ in range(3))
     torch.manual_seed(11)
     ours = math_attention(q, k, v, None, dropout=0.2, scaling=0.5)
     torch.manual_seed(11)
-    drop, scale = drop_mask((2, 3, 5, 5), 0.2)
+    mask = dropout_mask((2, 3, 5, 5), 0.2, torch.float64)
     weights = torch.softmax(q @ k.transpose(-1, -2) * 0.5, dim=-1)
-    assert drop.any()
-    assert torch.allclose(ours, (torch.where(drop, 0.0, weights) * scale) @ v, atol=1e-12)
+    assert (mask == 0).any()
+    assert torch.allclose(ours, (weights * mask) @ v, atol=1e-12)
 
 
 def test_enable_keeps_eval_outputs_trains_with_cheap_masks_and_disable_restores(tiny_model):
@@ -103,19 +113,19 @@ def test_enable_keeps_eval_outputs_trains_with_cheap_masks_and_disable_restores(
         assert torch.allclose(model(dict(features))["sentence_embedding"], before, atol=1e-6)  # eval: SDPA, no drop
 
     calls = []
-    original = fd.drop_mask
+    original = fd.dropout_mask
 
-    def counting(shape, p, device="cpu"):
+    def counting(shape, p, *args):
         calls.append((tuple(shape), p))
-        return original(shape, p, device)
+        return original(shape, p, *args)
 
     model.train()
-    fd.drop_mask, saved = counting, fd.drop_mask
+    fd.dropout_mask = counting
     try:
         torch.manual_seed(0)
         trained = model(dict(features))["sentence_embedding"]
     finally:
-        fd.drop_mask = saved
+        fd.dropout_mask = original
     trained.sum().backward()
     assert not torch.allclose(trained, before, atol=1e-4)  # dropout is on in training
     heads = config.num_attention_heads

@@ -104,7 +104,7 @@ def test_trainer_trains_packed_and_restores_attention(tiny_model, tmp_path):
     assert tiny_model[0].auto_model.config._attn_implementation == "sdpa"
 
 
-def test_packing_auto_is_off_on_cpu_and_pretokenize_off_uses_the_plain_collator(tiny_model, tmp_path):
+def test_packing_auto_packs_a_supported_model_and_pretokenize_off_uses_the_plain_collator(tiny_model, tmp_path):
     from sentence_transformers.sentence_transformer.data_collator import SentenceTransformerDataCollator
 
     from embedforge.data.collator import PretokenizedCollator
@@ -114,15 +114,21 @@ def test_packing_auto_is_off_on_cpu_and_pretokenize_off_uses_the_plain_collator(
 
     loss = build_loss("infonce", tiny_model, {})
     data = Dataset.from_dict(ROWS)
-    padded = EmbedforgeTrainer(
+    packed = EmbedforgeTrainer(
         model=tiny_model,
         args=_args(tmp_path),
         train_dataset=data,
         loss=loss,
         speed=TrainingSpeed(packing="auto", fast_dropout=False),
     )
-    assert isinstance(padded.data_collator, PretokenizedCollator) and not padded.data_collator.packing
+    assert isinstance(packed.data_collator, PretokenizedCollator) and packed.data_collator.packing
+    assert tiny_model[0].auto_model.config._attn_implementation == "embedforge_packed"
+    packed.train()
     assert tiny_model[0].auto_model.config._attn_implementation == "sdpa"
+    padded = EmbedforgeTrainer(
+        model=tiny_model, args=_args(tmp_path), train_dataset=data, loss=loss, speed=TrainingSpeed(packing=False)
+    )
+    assert isinstance(padded.data_collator, PretokenizedCollator) and not padded.data_collator.packing
     plain = EmbedforgeTrainer(
         model=tiny_model, args=_args(tmp_path), train_dataset=data, loss=loss, speed=TrainingSpeed(pretokenize=False)
     )
@@ -138,7 +144,11 @@ def test_cpu_training_defaults_to_fast_dropout_and_restores_the_model(tiny_model
     config = tiny_model[0].auto_model.config
     loss = build_loss("infonce", tiny_model, {})
     trainer = EmbedforgeTrainer(
-        model=tiny_model, args=_args(tmp_path), train_dataset=Dataset.from_dict(ROWS), loss=loss, speed=TrainingSpeed()
+        model=tiny_model,
+        args=_args(tmp_path),
+        train_dataset=Dataset.from_dict(ROWS),
+        loss=loss,
+        speed=TrainingSpeed(packing=False),
     )
     assert config._attn_implementation == "embedforge_sdpa"  # auto: CPU and a model with dropout
     assert any(isinstance(m, FastDropout) for m in tiny_model.modules())
@@ -160,9 +170,26 @@ def test_cpu_training_defaults_to_fast_dropout_and_restores_the_model(tiny_model
         args=_args(tmp_path),
         train_dataset=Dataset.from_dict(ROWS),
         loss=loss,
-        speed=TrainingSpeed(fast_dropout=False),
+        speed=TrainingSpeed(fast_dropout=False, packing=False),
     )
     assert config._attn_implementation == "sdpa" and off._fast_dropout is None
+
+    packed = EmbedforgeTrainer(  # the default: packed batches, whose regrouped attention drops with cheap masks
+        model=tiny_model, args=_args(tmp_path), train_dataset=Dataset.from_dict(ROWS), loss=loss
+    )
+    assert config._attn_implementation == "embedforge_packed" and packed._fast_dropout is not None
+    from embedforge.models import fast_dropout as fd
+
+    shapes = []
+    original = fd.dropout_mask
+    fd.dropout_mask = lambda shape, *args: shapes.append(tuple(shape)) or original(shape, *args)
+    try:
+        packed.train()
+    finally:
+        fd.dropout_mask = original
+    heads = config.num_attention_heads
+    assert any(len(shape) == 4 and shape[1] == heads for shape in shapes)  # attention weights of the regroup
+    assert config._attn_implementation == "sdpa"
 
 
 def test_bf16_weights_train_with_fp32_master_weights(tiny_model, tmp_path):
