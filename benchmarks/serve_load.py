@@ -308,6 +308,9 @@ def main() -> None:
     )
     parser.add_argument("--time-limit", type=float, default=600.0, help="stop sending after this many seconds")
     parser.add_argument("--rounds", type=int, default=4, help="alternate offline / server measurement rounds")
+    parser.add_argument(
+        "--warmup-requests", type=int, default=None, help="requests sent before measuring (default: one per client)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--backend", choices=["torch", "onnx", "openvino"], default="torch", help="served backend")
     parser.add_argument("--export-dir", type=Path, help="export --model here and compare the backends offline")
@@ -340,7 +343,8 @@ def main() -> None:
         model.encode(sent_texts[: args.batch_size * 2], batch_size=args.batch_size, show_progress_bar=False)
         _, offline = offline_throughput(model, requests[0], args.batch_size)
         dim = offline.shape[1]
-        asyncio.run(load(args, url, requests[: args.clients], dim, np.inf))  # warm-up: every connection
+        warmup = requests[: args.warmup_requests or args.clients]  # at least every connection once
+        asyncio.run(load(args, url, warmup, dim, np.inf))
         before = scrape(url)
         # The CPU may be shared with other work whose load drifts: offline and server are measured in
         # alternating rounds over the same texts, so a drift lands on both sides alike.
@@ -379,6 +383,7 @@ def main() -> None:
         "first_rows": rounds[0][2]["first_rows"],
     }
     round_ratios = [r["completed"] * k / r["wall"] / (n / seconds) for n, seconds, r in rounds]
+    round_rates = [{"offline": n / seconds, "server": r["completed"] * k / r["wall"]} for n, seconds, r in rounds]
     latencies = np.array(result["latencies"]) * 1000
     texts_done = result["completed"] * k
     server_rate = texts_done / result["wall"]
@@ -398,6 +403,7 @@ def main() -> None:
         "encoding_format": args.encoding_format,
         "cpu_count": os.cpu_count(),
         "offline_texts_per_s": offline_rate,
+        "texts_per_s_per_round": round_rates,
         "rounds": len(rounds),
         "ratio_per_round": round_ratios,
         "server_texts_per_s": server_rate,
@@ -445,6 +451,7 @@ def main() -> None:
         (f"server, {args.clients} clients", f"{server_rate:8.1f} texts/s"),
         ("ratio server / offline", f"{figures['ratio']:8.3f}   (target >= 0.9)"),
         (f"  per round ({len(rounds)})", ", ".join(f"{x:.2f}" for x in round_ratios)),
+        ("  offline / server texts/s", ", ".join(f"{r['offline']:.0f}/{r['server']:.0f}" for r in round_rates)),
         ("latency p50 / p99", f"{figures['p50_ms']:.0f} ms / {figures['p99_ms']:.0f} ms"),
         ("errors", str(len(result["errors"]))),
         ("batches; texts, requests per batch", f"{batches:.0f}; {figures['texts_per_batch']:.1f}, {merged:.1f}"),
