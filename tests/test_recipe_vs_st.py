@@ -113,11 +113,15 @@ def _record(seed: int, scores: dict[str, float], ingredients: dict | None = None
     return record | ({"ingredients": ingredients} if ingredients else {})
 
 
+def _write_base(module, folder, scores: dict[str, float]) -> None:
+    (folder / "base").mkdir()
+    (folder / "base" / "result.json").write_text(module.json.dumps({"label": "base", "scores": scores}))
+
+
 def test_soup_section_pairs_the_soup_with_its_best_ingredient_per_seed(bench, tmp_path):
     module, _ = bench
     tasks = {"A": 0.5, module.NOISY_TASK: 0.5}
-    (tmp_path / "base").mkdir()
-    (tmp_path / "base" / "result.json").write_text(module.json.dumps({"label": "base", "scores": tasks}))
+    _write_base(module, tmp_path, tasks)
     for seed in (1, 2, 3):
         peer = tmp_path / f"seed{seed}" / "peer"
         soup = tmp_path / f"seed{seed}" / "soup"
@@ -138,8 +142,7 @@ def test_soup_section_pairs_the_soup_with_its_best_ingredient_per_seed(bench, tm
 def test_variants_section_pairs_each_side_with_the_shipped_recipe_per_seed(bench, tmp_path):
     module, _ = bench
     base = {"A": 0.5, module.NOISY_TASK: 0.5}
-    (tmp_path / "base").mkdir()
-    (tmp_path / "base" / "result.json").write_text(module.json.dumps({"label": "base", "scores": base}))
+    _write_base(module, tmp_path, base)
     for seed in (1, 2, 3):
         # the variant: +1 point on A at every seed (real), clustering -4 / +4 / -4 (noise)
         sides = {

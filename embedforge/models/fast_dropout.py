@@ -27,6 +27,7 @@ the math path ``softmax(q k^T * scale + mask)``, dropped with the cheap bits, ti
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import numpy as np
@@ -39,8 +40,6 @@ FAST_DROPOUT_ATTENTION = "embedforge_sdpa"
 #: attribute set on every module of a model whose dropout is fast (read by the attention functions)
 FLAG = "embedforge_fast_dropout"
 _LEVELS = 65536  # draws are 16-bit
-
-_registered = False
 
 
 def random_bits(count: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -71,9 +70,7 @@ def dropout_mask(
     """
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-    numel = 1
-    for size in shape:
-        numel *= int(size)
+    numel = math.prod(int(size) for size in shape)
     threshold = round(p * _LEVELS)
     bits = random_bits(numel, device).view(shape)
     keep = bits >= (threshold - _LEVELS // 2)
@@ -167,16 +164,12 @@ def fast_dropout_attention_forward(
 
 
 def register_fast_dropout_attention() -> str:
-    """Register ``embedforge_sdpa`` (SDPA's masks, :func:`fast_dropout_attention_forward`) once; returns the name."""
-    global _registered
-    if not _registered:
-        from transformers import AttentionInterface
-        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    """Register ``embedforge_sdpa`` (SDPA's masks, :func:`fast_dropout_attention_forward`); returns the name."""
+    from transformers.masking_utils import sdpa_mask
 
-        AttentionInterface.register(FAST_DROPOUT_ATTENTION, fast_dropout_attention_forward)
-        AttentionMaskInterface.register(FAST_DROPOUT_ATTENTION, sdpa_mask)
-        _registered = True
-    return FAST_DROPOUT_ATTENTION
+    from embedforge.models.packed_attention import register_attention
+
+    return register_attention(FAST_DROPOUT_ATTENTION, fast_dropout_attention_forward, sdpa_mask)
 
 
 def has_dropout(model: torch.nn.Module) -> bool:

@@ -44,7 +44,6 @@ PACKED_ATTENTION = "embedforge_packed"
 #: feature keys a packed batch carries besides ``input_ids`` / ``position_ids``
 PACKED_KEYS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
 
-_registered = False
 _varlen_state: dict[str, Any] = {}  # "fn": varlen_attn or None, "params": its parameter names, "failed": reason
 
 
@@ -175,17 +174,22 @@ def _packed_mask(*args: Any, attention_mask: torch.Tensor | None = None, **kwarg
     return sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
 
 
-def register_packed_attention() -> str:
-    """Register ``embedforge_packed`` with transformers (once); returns the name."""
-    global _registered
-    if not _registered:
-        from transformers import AttentionInterface
-        from transformers.masking_utils import AttentionMaskInterface
+def register_attention(name: str, forward: Any, mask: Any) -> str:
+    """Register an attention function and its mask function with transformers under ``name``; returns ``name``.
 
-        AttentionInterface.register(PACKED_ATTENTION, packed_attention_forward)
-        AttentionMaskInterface.register(PACKED_ATTENTION, _packed_mask)
-        _registered = True
-    return PACKED_ATTENTION
+    transformers' registries are plain mappings, so registering again is harmless.
+    """
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(name, forward)
+    AttentionMaskInterface.register(name, mask)
+    return name
+
+
+def register_packed_attention() -> str:
+    """Register ``embedforge_packed`` with transformers; returns the name."""
+    return register_attention(PACKED_ATTENTION, packed_attention_forward, _packed_mask)
 
 
 def hf_model(model: Any) -> Any:

@@ -104,10 +104,11 @@ def packing_unsupported(model: Any) -> str | None:
 def resolve_packing(speed: TrainingSpeed, model: Any) -> bool:
     """Whether to pack: as given (True on an unsupported model is an error); auto = when the model supports it.
 
-    ``auto`` packs on CPU too since the regrouped attention moved rows with ``index_copy``/``index_select``
+    ``auto`` packs on CPU too since the regrouped attention moves rows with ``index_copy``/``index_select``
     (before, its accumulating scatters made packed CPU steps slower than length-grouped padding). On this
-    project's idle 2-core CPU (MiniLM-L6, 3,000 Debian pairs + 3,000 SNLI triplets, 187 steps of 32, ``python
-    benchmarks/train_vs_sentence_transformers.py --speed default packing=false``), see docs/BENCHMARKS.md.
+    project's idle 2-core CPU (MiniLM-L6, 3,000 Debian pairs + 3,000 SNLI triplets, 187 steps of 32), packed
+    batches trained in 142.7 s and padded ones in 153.3 s in one run (``python
+    benchmarks/train_vs_sentence_transformers.py --speed default packing=false``; docs/BENCHMARKS.md).
     """
     reason = packing_unsupported(model) if speed.packing else None
     if speed.packing is True and reason is not None:
