@@ -17,6 +17,11 @@ One dataclass, :class:`TrainingSpeed`, passed whole to :class:`~embedforge.train
     Dropout masks from cheap 16-bit random draws instead of one Mersenne-Twister draw per element, in the
     hidden layers and in attention (:mod:`embedforge.models.fast_dropout`; same distribution, ``p`` rounded to
     1/65536). CPU dropout was half of a BERT-style forward pass; CUDA's dropout is already cheap.
+``merged_embedding_grad`` (``auto``: on CPU, in a single process)
+    The input-embedding gradient is built once per backward pass from all of the step's lookups (one zero-filled
+    ``vocab x hidden`` tensor and one ``index_add_``) instead of once per column plus full-size additions
+    (:mod:`embedforge.models.embedding_grad`; the same gradient). Bypasses ``AccumulateGrad``, so never with
+    DDP / FSDP / DeepSpeed.
 ``bf16_weights`` (``auto``: with bf16 training on CUDA)
     Keep the model's weights in bf16 and the optimizer's master weights and moments in fp32
     (:class:`MasterWeightAdamW`), instead of fp32 weights under autocast: autocast casts every fp32 weight to
@@ -59,6 +64,7 @@ class TrainingSpeed:
     bf16_weights: bool | str = _AUTO  # bf16 weights + fp32 master weights instead of autocast; auto = bf16 on CUDA
     fused_optimizer: bool | str = _AUTO  # fused AdamW kernel; auto = on CUDA
     fast_dropout: bool | str = _AUTO  # dropout from cheap random bits; auto = on CPU when the model has dropout
+    merged_embedding_grad: bool | str = _AUTO  # one embedding gradient per backward; auto = CPU, one process
     compile: bool = False  # torch.compile the transformer (dynamic shapes)
     liger: bool = False  # Liger Triton kernels for supported decoder families (pip install liger-kernel)
 
@@ -137,6 +143,18 @@ def resolve_fast_dropout(speed: TrainingSpeed, model: Any) -> bool:
     from embedforge.models.fast_dropout import has_dropout
 
     return not torch.cuda.is_available() and has_dropout(model)
+
+
+def resolve_merged_embedding_grad(speed: TrainingSpeed, world_size: int) -> bool:
+    """Merged embedding gradient: as given (refused with several processes), or (auto) on CPU in one process."""
+    if speed.merged_embedding_grad is True and world_size > 1:
+        raise ConfigError(
+            "speed.merged_embedding_grad: not with several processes (DDP/FSDP/DeepSpeed read gradients through "
+            "autograd's accumulation hooks, which it bypasses); set it to auto or false"
+        )
+    if speed.merged_embedding_grad == _AUTO:
+        return not torch.cuda.is_available() and world_size == 1
+    return bool(speed.merged_embedding_grad)
 
 
 def apply_kernels(model: Any, speed: TrainingSpeed) -> list[str]:

@@ -58,6 +58,11 @@ class EmbedforgeTrainer(SentenceTransformerTrainer):
             from embedforge.models.fast_dropout import enable_fast_dropout
 
             self._fast_dropout = enable_fast_dropout(model)
+        self._merged_embedding = None
+        if speed_lib.resolve_merged_embedding_grad(self.speed, training_args.world_size):
+            from embedforge.models.embedding_grad import enable_merged_embedding_grad
+
+            self._merged_embedding = enable_merged_embedding_grad(model)
         if self.bf16_weights:
             model.to(torch.bfloat16)
             training_args.bf16 = False  # the weights are bf16: no autocast (it would only re-cast)
@@ -70,10 +75,12 @@ class EmbedforgeTrainer(SentenceTransformerTrainer):
         # callables(dataset_name, loss) told every training micro-batch's loss (per-dataset loss curves)
         self.loss_observers: list[Callable[[Any, torch.Tensor], None]] = []
         logger.info(
-            "speed: pretokenize=%s packing=%s fast_dropout=%s bf16_weights=%s optimizer=%s kernels=%s",
+            "speed: pretokenize=%s packing=%s fast_dropout=%s merged_embedding_grad=%s bf16_weights=%s optimizer=%s "
+            "kernels=%s",
             self.speed.pretokenize,
             self.packing,
             self._fast_dropout is not None,
+            self._merged_embedding is not None,
             self.bf16_weights,
             "MasterWeightAdamW" if self.bf16_weights else training_args.optim,
             self.kernels or "none",
@@ -122,7 +129,11 @@ class EmbedforgeTrainer(SentenceTransformerTrainer):
     def train(self, *args: Any, **kwargs: Any):
         try:
             return super().train(*args, **kwargs)
-        finally:  # the saved/served model uses its usual attention and dropout modules
+        finally:  # the saved/served model uses its usual attention, dropout and embedding modules
+            if self._merged_embedding is not None:
+                from embedforge.models.embedding_grad import disable_merged_embedding_grad
+
+                disable_merged_embedding_grad(self._merged_embedding)
             if self._fast_dropout is not None:
                 from embedforge.models.fast_dropout import disable_fast_dropout
 

@@ -137,6 +137,7 @@ def test_packing_auto_packs_a_supported_model_and_pretokenize_off_uses_the_plain
 
 def test_cpu_training_defaults_to_fast_dropout_and_restores_the_model(tiny_model, tmp_path):
     from embedforge.losses import build_loss
+    from embedforge.models.embedding_grad import MergedGradEmbedding
     from embedforge.models.fast_dropout import FastDropout
     from embedforge.training.speed import TrainingSpeed
     from embedforge.training.trainer import EmbedforgeTrainer
@@ -152,6 +153,9 @@ def test_cpu_training_defaults_to_fast_dropout_and_restores_the_model(tiny_model
     )
     assert config._attn_implementation == "embedforge_sdpa"  # auto: CPU and a model with dropout
     assert any(isinstance(m, FastDropout) for m in tiny_model.modules())
+    embedding = tiny_model[0].auto_model.get_input_embeddings()
+    assert type(embedding) is MergedGradEmbedding  # auto: CPU, one process
+    before = embedding.weight.detach().clone()
     seen = []
     hook = (
         tiny_model[0]
@@ -164,6 +168,8 @@ def test_cpu_training_defaults_to_fast_dropout_and_restores_the_model(tiny_model
     assert torch.isfinite(torch.tensor(result.training_loss))
     assert config._attn_implementation == "sdpa"  # the saved and served model is the usual one
     assert not any(isinstance(m, FastDropout) for m in tiny_model.modules())
+    assert type(embedding) is torch.nn.Embedding
+    assert not torch.equal(embedding.weight, before)  # its merged gradient reached the optimizer
 
     off = EmbedforgeTrainer(
         model=tiny_model,
