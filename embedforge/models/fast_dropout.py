@@ -48,6 +48,8 @@ def random_bits(count: int, device: torch.device | str = "cpu") -> torch.Tensor:
     On CPU: one 62-bit seed from torch's default generator, then numpy's SFC64 generator for the words (2.6x
     faster than torch's Mersenne Twister here: 2.9 ms against 7.6 ms for 1.5 M 64-bit words), so
     ``torch.manual_seed`` and restored RNG states still decide every mask. Elsewhere: torch's own ``random_``.
+    (Filling chunks of the words on two threads made a mask 2x faster alone but whole training steps only 0.4%:
+    measured, not kept.)
     """
     words = (count + 3) // 4
     if torch.device(device).type == "cpu":
@@ -55,6 +57,23 @@ def random_bits(count: int, device: torch.device | str = "cpu") -> torch.Tensor:
         raw = np.random.SFC64(seed).random_raw(words).view(np.int64)
         return torch.from_numpy(raw).view(torch.int16)[:count]
     return torch.empty(words, dtype=torch.int64, device=device).random_(-(2**63), None).view(torch.int16)[:count]
+
+
+def dropout_keep(
+    shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, float]:
+    """Dropout's draw as ``(keep, scale)``: a boolean tensor, False with probability ``p`` (rounded to 1/65536),
+    and the ``1 / (1 - p)`` of the rounded ``p``; ``x * keep * scale`` is dropout, with expectation exactly ``x``.
+
+    Multiplying by the boolean tensor directly (type promotion casts it on the fly), autograd keeps one byte per
+    element for the backward pass instead of a float multiplier's four (training steps took the same time).
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    numel = math.prod(int(size) for size in shape)
+    threshold = round(p * _LEVELS)
+    bits = random_bits(numel, device).view(shape)
+    return bits >= (threshold - _LEVELS // 2), _LEVELS / (_LEVELS - threshold)
 
 
 def dropout_mask(
@@ -66,22 +85,18 @@ def dropout_mask(
     """The multiplier of dropout: 0 with probability ``p`` (rounded to 1/65536), else ``1 / (1 - p)``.
 
     ``x * dropout_mask(x.shape, p, x.dtype, x.device)`` is dropout; its expectation is exactly 1 (the scale is
-    computed from the rounded ``p``).
+    computed from the rounded ``p``). The same draw as :func:`dropout_keep`.
     """
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-    numel = math.prod(int(size) for size in shape)
-    threshold = round(p * _LEVELS)
-    bits = random_bits(numel, device).view(shape)
-    keep = bits >= (threshold - _LEVELS // 2)
-    return keep.to(dtype).mul_(_LEVELS / (_LEVELS - threshold))
+    keep, scale = dropout_keep(shape, p, device)
+    return keep.to(dtype).mul_(scale)
 
 
 def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """Functional form of :class:`FastDropout`."""
     if not training or p == 0.0:
         return x
-    return x * dropout_mask(x.shape, p, x.dtype, x.device)  # autograd keeps the mask for the backward pass
+    keep, scale = dropout_keep(x.shape, p, x.device)
+    return (x * keep).mul_(scale)  # autograd keeps the boolean mask for the backward pass
 
 
 class FastDropout(torch.nn.Dropout):
@@ -126,8 +141,9 @@ def math_attention(
             bias = mask.to(scores.dtype)
         scores = scores + bias
     weights = scores.softmax(dim=-1)
-    if dropout > 0.0:
-        weights = weights * dropout_mask(weights.shape, dropout, weights.dtype, weights.device)
+    if dropout > 0.0:  # the 1 / (1 - p) on the (L x D) output rather than the (L x L) weights
+        keep, keep_scale = dropout_keep(weights.shape, dropout, weights.device)
+        return ((weights * keep) @ value).mul_(keep_scale)
     return weights @ value
 
 

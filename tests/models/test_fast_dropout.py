@@ -80,7 +80,7 @@ def test_math_attention_equals_sdpa_without_dropout(case):
 
 
 def test_math_attention_dropout_is_dropout_of_the_attention_weights():
-    from embedforge.models.fast_dropout import dropout_mask, math_attention
+    from embedforge.models.fast_dropout import dropout_keep, dropout_mask, math_attention
 
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 3, 5, 4, dtype=torch.float64) for _ in range(3))
@@ -91,6 +91,9 @@ def test_math_attention_dropout_is_dropout_of_the_attention_weights():
     weights = torch.softmax(q @ k.transpose(-1, -2) * 0.5, dim=-1)
     assert (mask == 0).any()
     assert torch.allclose(ours, (weights * mask) @ v, atol=1e-12)
+    torch.manual_seed(11)
+    keep, scale = dropout_keep((2, 3, 5, 5), 0.2)
+    assert keep.dtype == torch.bool and torch.equal(keep.double() * scale, mask)  # the same draw, as a boolean
 
 
 def test_enable_keeps_eval_outputs_trains_with_cheap_masks_and_disable_restores(tiny_model):
@@ -113,19 +116,19 @@ def test_enable_keeps_eval_outputs_trains_with_cheap_masks_and_disable_restores(
         assert torch.allclose(model(dict(features))["sentence_embedding"], before, atol=1e-6)  # eval: SDPA, no drop
 
     calls = []
-    original = fd.dropout_mask
+    original = fd.dropout_keep
 
     def counting(shape, p, *args):
         calls.append((tuple(shape), p))
         return original(shape, p, *args)
 
     model.train()
-    fd.dropout_mask = counting
+    fd.dropout_keep = counting
     try:
         torch.manual_seed(0)
         trained = model(dict(features))["sentence_embedding"]
     finally:
-        fd.dropout_mask = original
+        fd.dropout_keep = original
     trained.sum().backward()
     assert not torch.allclose(trained, before, atol=1e-4)  # dropout is on in training
     heads = config.num_attention_heads

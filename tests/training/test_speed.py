@@ -187,12 +187,12 @@ def test_cpu_training_defaults_to_fast_dropout_and_restores_the_model(tiny_model
     from embedforge.models import fast_dropout as fd
 
     shapes = []
-    original = fd.dropout_mask
-    fd.dropout_mask = lambda shape, *args: shapes.append(tuple(shape)) or original(shape, *args)
+    original = fd.dropout_keep
+    fd.dropout_keep = lambda shape, *args: shapes.append(tuple(shape)) or original(shape, *args)
     try:
         packed.train()
     finally:
-        fd.dropout_mask = original
+        fd.dropout_keep = original
     heads = config.num_attention_heads
     assert any(len(shape) == 4 and shape[1] == heads for shape in shapes)  # attention weights of the regroup
     assert config._attn_implementation == "sdpa"
