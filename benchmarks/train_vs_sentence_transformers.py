@@ -141,6 +141,32 @@ def slug(side: str) -> str:
     return side.replace("=", "-").replace(",", "+")
 
 
+def speed_table(summary: dict, batch_size: int) -> str:
+    """The run's speed table (markdown) from its ``summary.json``: seconds, pairs/s, ratio and mean score."""
+    anchors = summary["steps"] * batch_size * summary["rounds"]
+    scores = summary.get("scores", {})
+
+    def mean(label: str) -> str:
+        values = list(scores.get(label, {}).values())
+        return f"{100 * sum(values) / len(values):.2f}" if values else "-"
+
+    lines = [
+        f"| {summary['steps']} steps x {batch_size} pairs, {summary['rounds']} round(s) | training s | pairs/s "
+        "| ratio | mean score |",
+        "|---|---:|---:|---:|---:|",
+        f"| sentence-transformers (MNRL) | {summary['peer_seconds']:.1f} | {anchors / summary['peer_seconds']:.2f} "
+        f"| 1.00 | {mean('sentence-transformers')} |",
+    ]
+    for side, seconds in summary["embedforge_seconds"].items():
+        lines.append(
+            f"| embedforge, speed `{side}` | {seconds:.1f} | {anchors / seconds:.2f} | {summary['ratio'][side]:.2f} "
+            f"| {mean(f'embedforge-{slug(side)}')} |"
+        )
+    if "base" in scores:
+        lines.append(f"| base (untrained) | | | | {mean('base')} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", default="all-MiniLM-L6-v2")
@@ -169,7 +195,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="short for --speed packing=VALUE ... (auto = when the model supports it)",
     )
+    parser.add_argument(
+        "--table", type=Path, default=None, help="only print the speed table of an earlier run's summary.json"
+    )
     args = parser.parse_args(argv)
+    if args.table is not None:
+        print(speed_table(json.loads(args.table.read_text()), args.batch_size), end="")
+        return 0
     sides = list(args.speed or [])
     sides += [f"packing={value}" for value in args.packing or []]
     sides = sides or ["default"]
@@ -232,19 +264,18 @@ def main(argv: list[str] | None = None) -> int:
         runs[label] = report.records
     if runs:
         print(leaderboard_markdown(runs))
-    (work / "summary.json").write_text(
-        json.dumps(
-            {
-                "steps": steps,
-                "rounds": args.rounds,
-                "peer_seconds": peer_seconds,
-                "embedforge_seconds": ours_seconds,
-                "ratio": ratios,
-                "scores": {k: {r["task"]: r["main_score"] for r in v} for k, v in runs.items()},
-            },
-            indent=2,
-        )
-    )
+    summary = {
+        "steps": steps,
+        "rounds": args.rounds,
+        "peer_seconds": peer_seconds,
+        "embedforge_seconds": ours_seconds,
+        "ratio": ratios,
+        "scores": {k: {r["task"]: r["main_score"] for r in v} for k, v in runs.items()},
+    }
+    (work / "summary.json").write_text(json.dumps(summary, indent=2))
+    table = speed_table(summary, args.batch_size)
+    (work / "table.md").write_text(table)
+    print(table, end="")
     print(f"work folder: {work}")
     return 0
 

@@ -44,3 +44,8 @@ def test_two_step_run_times_the_peer_and_every_embedforge_side(tiny_model_dir, t
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary["ratio"]) == {"default", "fast_dropout=false"} and all(r > 0 for r in summary["ratio"].values())
     assert (tmp_path / "embedforge-fast_dropout-false-0").is_dir() and (tmp_path / "embedforge-default-0").is_dir()
+    table = (tmp_path / "table.md").read_text()  # generated, and re-rendered alike from the summary
+    assert f"| embedforge, speed `default` | {summary['embedforge_seconds']['default']:.1f} |" in table
+    assert f"| {summary['ratio']['fast_dropout=false']:.2f} |" in table and table in out
+    assert bench.main(["--table", str(tmp_path / "summary.json"), "--batch-size", "4"]) == 0
+    assert capsys.readouterr().out == table
