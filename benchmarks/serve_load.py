@@ -227,6 +227,14 @@ async def hostile_round(
     return result, {"rss_samples_mb": samples, "statuses": statuses, "latencies": latencies}
 
 
+def cpu_seconds(server_pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by the server process and by this one (the clients)."""
+    import psutil
+
+    server, clients = psutil.Process(server_pid).cpu_times(), psutil.Process().cpu_times()
+    return server.user + server.system, clients.user + clients.system
+
+
 def offline_throughput(model, texts: list[str], batch_size: int) -> tuple[float, np.ndarray]:
     start = time.perf_counter()
     embeddings = model.encode(texts, batch_size=batch_size, show_progress_bar=False)
@@ -358,7 +366,11 @@ def main() -> None:
             offline_start = time.perf_counter()
             model.encode(texts, batch_size=args.batch_size, show_progress_bar=False)
             offline_seconds = time.perf_counter() - offline_start
-            rounds.append((len(texts), offline_seconds, asyncio.run(load(args, url, chunk, dim, deadline))))
+            cpu_before = cpu_seconds(server.pid)
+            outcome = asyncio.run(load(args, url, chunk, dim, deadline))
+            cpu_after = cpu_seconds(server.pid)
+            outcome["cpu"] = [end - begin for end, begin in zip(cpu_after, cpu_before, strict=True)]
+            rounds.append((len(texts), offline_seconds, outcome))
         after = scrape(url)
         if args.hostile_seconds > 0:
             time.sleep(2.0)
@@ -384,6 +396,8 @@ def main() -> None:
     }
     round_ratios = [r["completed"] * k / r["wall"] / (n / seconds) for n, seconds, r in rounds]
     round_rates = [{"offline": n / seconds, "server": r["completed"] * k / r["wall"]} for n, seconds, r in rounds]
+    server_cpu = sum(r["cpu"][0] for *_, r in rounds)
+    client_cpu = sum(r["cpu"][1] for *_, r in rounds)
     latencies = np.array(result["latencies"]) * 1000
     texts_done = result["completed"] * k
     server_rate = texts_done / result["wall"]
@@ -416,6 +430,10 @@ def main() -> None:
         "texts_per_batch": inputs / max(batches, 1),
         "requests_per_batch": merged,
         "max_abs_diff_vs_offline": difference,
+        # what the load rounds cost each process: on a small machine the clients' CPU is the server's loss
+        "server_cpu_s": server_cpu,
+        "client_cpu_s": client_cpu,
+        "client_cpu_share": client_cpu / max(server_cpu + client_cpu, 1e-9),
         "load_average": os.getloadavg(),
         "backend": args.backend,
     }
@@ -456,6 +474,11 @@ def main() -> None:
         ("errors", str(len(result["errors"]))),
         ("batches; texts, requests per batch", f"{batches:.0f}; {figures['texts_per_batch']:.1f}, {merged:.1f}"),
         ("max |server - offline| (request 0)", f"{difference:.2e}"),
+        (
+            "CPU s in the load rounds: server / clients",
+            f"{server_cpu:.1f} / {client_cpu:.1f} over {result['wall']:.1f} s wall "
+            f"(clients {figures['client_cpu_share']:.0%} of it)",
+        ),
         ("load average (1, 5, 15 min)", ", ".join(f"{x:.2f}" for x in figures["load_average"])),
     ]
     if hostile is not None:
