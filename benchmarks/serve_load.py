@@ -11,10 +11,12 @@ Every response is checked (row count, dimension, finite values) and one is compa
 offline embeddings (max abs difference).
 
 Hostile round (issue 12; ``--hostile-seconds 0`` skips it): after the normal rounds, the same clients
-send normal traffic again while ``--hostile-clients`` more send 10 MB texts back to back (one text per
-request). The server's RSS is sampled every 100 ms: the report gives its idle size, the peak and the size
-after the round (target: peak within +300 MB of idle), and the normal requests' p99 in that round next to
-the p99 of the normal rounds.
+send normal traffic again while ``--hostile-clients`` more, in a process of their own, send 10 MB texts (one
+per request), ``--hostile-rate`` per second each (0: back to back, which on a 2-core machine mostly measures
+the attacking process's own CPU, taken from the server as a remote attacker could not). The server's RSS is
+sampled every 100 ms: the report gives its idle size, the peak and the size after the round (target: peak
+within +300 MB of idle), the normal requests' p99 in that round next to the p99 of the normal rounds, and
+the cores the server kept busy in each.
 
 Backends (issue 14): ``--export-dir DIR`` exports ``--model`` there (``onnx``, ``onnx-int8``,
 ``openvino``; reused if present) and measures each backend's offline ``encode`` texts/s against torch in
@@ -186,18 +188,46 @@ def rss_mb(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
 
 
+async def _attack(url: str, body: bytes, clients: int, rate: float, seconds: float) -> dict:
+    import httpx2
+
+    statuses: list[int] = []
+    latencies: list[float] = []
+    stop = time.perf_counter() + seconds
+
+    async def attacker() -> None:
+        async with httpx2.AsyncClient(base_url=url, timeout=600) as client:
+            while time.perf_counter() < stop:
+                start = time.perf_counter()
+                response = await client.post(
+                    "/v1/embeddings", content=body, headers={"content-type": "application/json"}
+                )
+                latencies.append(time.perf_counter() - start)
+                statuses.append(response.status_code)
+                if rate > 0:  # paced: one huge text per 1 / rate seconds from each attacker
+                    await asyncio.sleep(max(0.0, 1.0 / rate - (time.perf_counter() - start)))
+
+    await asyncio.gather(*(attacker() for _ in range(clients)))
+    return {"statuses": statuses, "latencies": latencies}
+
+
+def attack_process(url: str, megabytes: int, clients: int, rate: float, seconds: float, out: str) -> None:
+    """The attacking clients, in their own process (their own event loop and GIL, not the normal clients')."""
+    text = ("hostile " * (megabytes * 1024 * 1024 // 8 + 1))[: megabytes * 1024 * 1024]
+    body = json.dumps({"model": "bench", "input": [text], "encoding_format": "base64"}).encode()
+    del text
+    result = asyncio.run(_attack(url, body, clients, rate, seconds))
+    Path(out).write_text(json.dumps(result))
+
+
 async def hostile_round(
     args: argparse.Namespace, url: str, requests: list[list[str]], dim: int, pid: int
 ) -> tuple[dict, dict]:
-    """Normal traffic plus clients sending 10 MB texts back to back; RSS sampled every 100 ms."""
-    import httpx2
+    """Normal traffic while another process sends huge texts (paced or back to back); RSS sampled every 100 ms."""
+    import multiprocessing
+    import tempfile
 
-    text = ("hostile " * (args.hostile_mb * 1024 * 1024 // 8 + 1))[: args.hostile_mb * 1024 * 1024]
-    body = json.dumps({"model": "bench", "input": [text], "encoding_format": "base64"}).encode()
-    del text
     samples: list[float] = []
-    statuses: list[int] = []
-    latencies: list[float] = []
     done = asyncio.Event()
 
     async def sample() -> None:
@@ -205,26 +235,24 @@ async def hostile_round(
             samples.append(rss_mb(pid))
             await asyncio.sleep(0.1)
 
-    async def attacker() -> None:
-        async with httpx2.AsyncClient(base_url=url, timeout=600) as client:
-            while not done.is_set():
-                start = time.perf_counter()
-                response = await client.post(
-                    "/v1/embeddings", content=body, headers={"content-type": "application/json"}
-                )
-                latencies.append(time.perf_counter() - start)
-                statuses.append(response.status_code)
-
-    async def normal() -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        out = str(Path(folder) / "attack.json")
+        attack = multiprocessing.get_context("spawn").Process(
+            target=attack_process,
+            args=(url, args.hostile_mb, args.hostile_clients, args.hostile_rate, args.hostile_seconds, out),
+        )
+        attack.start()
+        sampler = asyncio.create_task(sample())
+        cpu_before = cpu_seconds(pid)
         try:
-            return await load(args, url, requests, dim, time.perf_counter() + args.hostile_seconds)
+            result = await load(args, url, requests, dim, time.perf_counter() + args.hostile_seconds)
         finally:
             done.set()
-
-    tasks = [asyncio.create_task(sample())] + [asyncio.create_task(attacker()) for _ in range(args.hostile_clients)]
-    result = await normal()
-    await asyncio.gather(*tasks)
-    return result, {"rss_samples_mb": samples, "statuses": statuses, "latencies": latencies}
+        result["cpu"] = [end - begin for end, begin in zip(cpu_seconds(pid), cpu_before, strict=True)]
+        await sampler
+        await asyncio.get_running_loop().run_in_executor(None, attack.join, 600)
+        attacked = json.loads(Path(out).read_text()) if Path(out).is_file() else {"statuses": [], "latencies": []}
+    return result, {"rss_samples_mb": samples, **attacked}
 
 
 def cpu_seconds(server_pid: int) -> tuple[float, float]:
@@ -324,7 +352,14 @@ def main() -> None:
     parser.add_argument("--export-dir", type=Path, help="export --model here and compare the backends offline")
     parser.add_argument("--backend-texts", type=int, default=1024, help="texts for the offline backend comparison")
     parser.add_argument("--hostile-seconds", type=float, default=30.0, help="length of the hostile round (0: skip)")
-    parser.add_argument("--hostile-clients", type=int, default=2, help="clients sending huge texts back to back")
+    parser.add_argument("--hostile-clients", type=int, default=2, help="clients sending huge texts")
+    parser.add_argument(
+        "--hostile-rate",
+        type=float,
+        default=1.0,
+        help="huge texts per second from each hostile client (0: back to back, which on a small machine mostly "
+        "measures the attacking process's own CPU)",
+    )
     parser.add_argument("--hostile-mb", type=int, default=10, help="size of each huge text")
     parser.add_argument(
         "--max-body-mb", type=float, default=None, help="the server's request body limit (default: serve's, 32)"
@@ -358,14 +393,16 @@ def main() -> None:
         # alternating rounds over the same texts, so a drift lands on both sides alike.
         deadline = time.perf_counter() + args.time_limit
         per_round = -(-len(requests) // args.rounds)
+        offline_cpu = 0.0
         for start in range(0, len(requests), per_round):
             if time.perf_counter() > deadline:  # no round whose server side could not run
                 break
             chunk = requests[start : start + per_round]
             texts = [text for request in chunk for text in request]
-            offline_start = time.perf_counter()
+            offline_start, offline_cpu_start = time.perf_counter(), time.process_time()
             model.encode(texts, batch_size=args.batch_size, show_progress_bar=False)
             offline_seconds = time.perf_counter() - offline_start
+            offline_cpu += time.process_time() - offline_cpu_start
             cpu_before = cpu_seconds(server.pid)
             outcome = asyncio.run(load(args, url, chunk, dim, deadline))
             cpu_after = cpu_seconds(server.pid)
@@ -434,6 +471,13 @@ def main() -> None:
         "server_cpu_s": server_cpu,
         "client_cpu_s": client_cpu,
         "client_cpu_share": client_cpu / max(server_cpu + client_cpu, 1e-9),
+        "offline_cpu_s": offline_cpu,
+        "offline_cores_busy": offline_cpu / sum(seconds for _, seconds, _ in rounds),
+        "server_cores_busy": server_cpu / result["wall"],
+        "cpu_ms_per_text": {
+            "offline": 1000 * offline_cpu / sum(n for n, _, _ in rounds),
+            "server": 1000 * server_cpu / max(texts_done, 1),
+        },
         "load_average": os.getloadavg(),
         "backend": args.backend,
     }
@@ -444,6 +488,7 @@ def main() -> None:
         figures["hostile"] = {
             "seconds": args.hostile_seconds,
             "clients": args.hostile_clients,
+            "rate_per_client": args.hostile_rate,
             "text_mb": args.hostile_mb,
             "server_max_body_mb": args.max_body_mb if args.max_body_mb is not None else 32.0,
             "huge_requests": len(hostile["statuses"]),
@@ -459,6 +504,9 @@ def main() -> None:
             "normal_errors": len(normal["errors"]),
             "normal_p50_ms": float(np.percentile(hostile_latencies, 50)) if len(hostile_latencies) else float("nan"),
             "normal_p99_ms": float(np.percentile(hostile_latencies, 99)) if len(hostile_latencies) else float("nan"),
+            "normal_texts_per_s": normal["completed"] * k / normal["wall"],
+            "server_cpu_s": normal["cpu"][0],
+            "server_cores_busy": normal["cpu"][0] / normal["wall"],
         }
     if backends is not None:
         figures["backends_offline"] = backends
@@ -479,13 +527,19 @@ def main() -> None:
             f"{server_cpu:.1f} / {client_cpu:.1f} over {result['wall']:.1f} s wall "
             f"(clients {figures['client_cpu_share']:.0%} of it)",
         ),
+        (
+            "CPU ms per text; cores busy: offline / server",
+            f"{figures['cpu_ms_per_text']['offline']:.2f} / {figures['cpu_ms_per_text']['server']:.2f}; "
+            f"{figures['offline_cores_busy']:.2f} / {figures['server_cores_busy']:.2f}",
+        ),
         ("load average (1, 5, 15 min)", ", ".join(f"{x:.2f}" for x in figures["load_average"])),
     ]
     if hostile is not None:
         h = figures["hostile"]
         rows += [
             (
-                f"hostile: {h['clients']} x {h['text_mb']} MB texts",
+                f"hostile: {h['clients']} x {h['text_mb']} MB texts"
+                + (f", {h['rate_per_client']:g}/s each" if h["rate_per_client"] > 0 else ", back to back"),
                 f"{h['huge_requests']} sent, statuses {h['huge_statuses']}, p50 {h['huge_latency_p50_ms']:.0f} ms",
             ),
             (
@@ -497,6 +551,11 @@ def main() -> None:
                 "  normal requests p50 / p99",
                 f"{h['normal_p50_ms']:.0f} ms / {h['normal_p99_ms']:.0f} ms (normal rounds: "
                 f"{figures['p50_ms']:.0f} / {figures['p99_ms']:.0f}); {h['normal_errors']} errors",
+            ),
+            (
+                "  normal texts/s; server cores busy",
+                f"{h['normal_texts_per_s']:.0f} (normal rounds {server_rate:.0f}); {h['server_cores_busy']:.2f} "
+                f"(normal rounds {figures['server_cores_busy']:.2f})",
             ),
         ]
     if backends is not None:

@@ -398,6 +398,7 @@ def create_app(
             max_batch_tokens=max_batch_tokens,
             max_wait_ms=max_wait_ms,
             max_queued_inputs=max_queued_inputs,
+            forward_rows=service.encode_batch_size,
             on_batch=metrics.observe_batch,
             on_queue=metrics.set_queue,
         )

@@ -126,6 +126,38 @@ def test_single_text_over_budget_is_encoded_alone():
     assert [texts for _, texts in log] == [["a-1"], ["b-2", "b-3"]]
 
 
+def test_a_text_far_longer_than_the_rest_gets_its_own_encode_call():
+    """One 256-token text among 40-token ones would pad a whole forward pass of encode's to 256 tokens."""
+    log = []
+
+    async def scenario():
+        batcher = DynamicBatcher(_number_encoder(log), max_batch_tokens=100_000, max_wait_ms=1, forward_rows=32)
+        await batcher.start()
+        normal = [f"n-{i}" for i in range(40)]
+        rows = await asyncio.gather(batcher.submit(normal, [40] * 40), batcher.submit(["huge-999"], [256]))
+        await batcher.stop()
+        return rows
+
+    normal_rows, huge_rows = asyncio.run(scenario())
+    np.testing.assert_array_equal(normal_rows[:, 0], np.arange(40))  # every caller's rows in its own order
+    assert huge_rows[0, 0] == 999
+    calls = [texts for _, texts in log]
+    assert len(calls) == 2 and "huge-999" in calls[0] and len(calls[0]) < 32  # a short call of its own
+    encoded = sorted(calls[0] + calls[1], key=lambda text: int(text.split("-")[1]))
+    assert encoded == [*[f"n-{i}" for i in range(40)], "huge-999"]  # every text once
+
+
+def test_split_outliers_keeps_ordinary_batches_whole():
+    from embedforge.serving.batcher import split_outliers
+
+    for tokens in ([40] * 64, [12, 30, 25, 18] * 20):  # similar lengths: one call, as before
+        groups = split_outliers(tokens, 32)
+        assert len(groups) == 1 and sorted(groups[0]) == list(range(len(tokens)))
+    groups = split_outliers([40] * 31 + [256], 32)
+    assert groups[0][0] == 31 and len(groups[0]) < 32 and sorted(sum(groups, [])) == list(range(32))
+    assert split_outliers([5], 32) == [[0]] and split_outliers([0, 0], 32) == [[0, 1]]
+
+
 def test_batches_are_grouped_by_key():
     log = []
 
