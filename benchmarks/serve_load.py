@@ -326,6 +326,70 @@ def scrape(url: str) -> dict[str, float]:
     return values
 
 
+def markdown_table(paths: list[Path]) -> str:
+    """One markdown column per earlier run's ``--json`` figures: throughput, CPU, latency, hostile round."""
+    runs = [json.loads(path.read_text()) for path in paths]
+
+    def hostile(run: dict, key: str, form: str) -> str:
+        return format(run["hostile"][key], form) if "hostile" in run else "-"
+
+    def attack(run: dict) -> str:
+        if "hostile" not in run:
+            return "-"
+        h = run["hostile"]
+        rate = f"{h['rate_per_client']:g}/s each" if h.get("rate_per_client", 0) > 0 else "back to back"
+        return f"{h['clients']} x {h['text_mb']} MB, {rate}, body limit {h['server_max_body_mb']:g} MB"
+
+    rows = [
+        ("run", lambda r, p: f"`{p.name}`"),
+        (
+            "server / offline texts/s",
+            lambda r, p: f"{r['ratio']:.3f} ({r['server_texts_per_s']:.0f} / {r['offline_texts_per_s']:.0f})",
+        ),
+        ("per round", lambda r, p: ", ".join(f"{x:.2f}" for x in r["ratio_per_round"])),
+        (
+            "cores busy: offline / server",
+            lambda r, p: (
+                f"{r['offline_cores_busy']:.2f} / {r['server_cores_busy']:.2f}" if "offline_cores_busy" in r else "-"
+            ),
+        ),
+        (
+            "CPU ms per text: offline / server",
+            lambda r, p: (
+                f"{r['cpu_ms_per_text']['offline']:.2f} / {r['cpu_ms_per_text']['server']:.2f}"
+                if "cpu_ms_per_text" in r
+                else "-"
+            ),
+        ),
+        ("normal rounds p50 / p99 ms", lambda r, p: f"{r['p50_ms']:.0f} / {r['p99_ms']:.0f}"),
+        ("hostile clients", lambda r, p: attack(r)),
+        (
+            "huge requests: sent, statuses",
+            lambda r, p: (
+                f"{r['hostile']['huge_requests']}, {r['hostile']['huge_statuses']}" if "hostile" in r else "-"
+            ),
+        ),
+        ("server RSS peak over idle MB", lambda r, p: hostile(r, "rss_peak_over_idle_mb", "+.0f")),
+        (
+            "normal p50 / p99 ms in the hostile round",
+            lambda r, p: (
+                f"{r['hostile']['normal_p50_ms']:.0f} / "
+                f"{r['hostile']['normal_p99_ms']:.0f} ({r['hostile']['normal_p99_ms'] / r['p99_ms']:.2f}x)"
+                if "hostile" in r
+                else "-"
+            ),
+        ),
+        ("normal texts/s in the hostile round", lambda r, p: hostile(r, "normal_texts_per_s", ".0f")),
+    ]
+    lines = ["| figure | " + " | ".join(f"run {i + 1}" for i in range(len(runs))) + " |"]
+    lines.append("|---|" + "---:|" * len(runs))
+    for name, cell in rows:
+        lines.append(
+            f"| {name} | " + " | ".join(cell(run, path) for run, path in zip(runs, paths, strict=True)) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="all-MiniLM-L6-v2")
@@ -364,7 +428,11 @@ def main() -> None:
     parser.add_argument(
         "--max-body-mb", type=float, default=None, help="the server's request body limit (default: serve's, 32)"
     )
+    parser.add_argument("--table", type=Path, nargs="+", help="only print a markdown table of earlier --json runs")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table(args.table), end="")
+        return
 
     pool = read_texts(args.texts)
     k = args.texts_per_request
