@@ -114,3 +114,22 @@ def test_padding_rows_get_no_gradient_and_repeated_ids_add_up(monkeypatch):
     assert torch.count_nonzero(merged.weight.grad[0]) == 0
     assert torch.allclose(merged.weight.grad, plain.weight.grad, atol=1e-6)
     disable_merged_embedding_grad(merged)
+
+
+def test_gradcache_chunked_backward_passes_merge_into_the_same_gradient(tiny_bert_dir, tiny_decoder_dir):
+    """CachedInfoNCE runs one backward pass per mini-batch inside its forward, then the outer one."""
+    from embedforge.losses import CachedInfoNCELoss
+    from embedforge.models.embedding_grad import enable_merged_embedding_grad
+
+    model = _model("bert", tiny_bert_dir, tiny_decoder_dir)
+    merged = copy.deepcopy(model)
+    enable_merged_embedding_grad(merged)
+    grads = []
+    for net in (model, merged):
+        features = [dict(net.preprocess(texts)) for texts in COLUMNS]
+        net.zero_grad(set_to_none=True)
+        CachedInfoNCELoss(net, mini_batch_size=2)(features, None).backward()
+        grads.append({n: p.grad.detach().clone() for n, p in net.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name, grad in grads[0].items():
+        assert torch.allclose(grads[1][name], grad, atol=1e-6, rtol=1e-5), name
