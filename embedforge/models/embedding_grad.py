@@ -17,7 +17,9 @@ existing gradient as ``AccumulateGrad`` would.
 
 Single process only: DDP, FSDP and DeepSpeed find a parameter's gradient through its ``AccumulateGrad`` hooks,
 which this bypasses (the trainer's ``auto`` never enables it with more than one process, and refuses ``true``).
-Not for embeddings with ``max_norm``, ``scale_grad_by_freq`` or ``sparse`` (left as they are).
+Not for embeddings with ``max_norm``, ``scale_grad_by_freq`` or ``sparse`` (left as they are). The gradient
+lands in ``weight.grad`` only: ``torch.autograd.grad(..., inputs=[weight])`` would see none (training only
+calls ``backward``).
 :func:`disable_merged_embedding_grad` restores ``nn.Embedding`` (the trainer calls it when training ends).
 """
 
