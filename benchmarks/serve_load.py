@@ -44,6 +44,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -327,16 +328,13 @@ def scrape(url: str) -> dict[str, float]:
 
 
 def markdown_table(paths: list[Path]) -> str:
-    """One markdown column per earlier run's ``--json`` figures: throughput, CPU, latency, hostile round."""
+    """One markdown column per earlier run's ``--json`` figures: throughput, CPU, latency, hostile round.
+
+    A figure an older run did not record (or a run without a hostile round) shows as ``-``.
+    """
     runs = [json.loads(path.read_text()) for path in paths]
 
-    def hostile(run: dict, key: str, form: str) -> str:
-        return format(run["hostile"][key], form) if "hostile" in run else "-"
-
-    def attack(run: dict) -> str:
-        if "hostile" not in run:
-            return "-"
-        h = run["hostile"]
+    def attack(h: dict) -> str:
         rate = f"{h['rate_per_client']:g}/s each" if h.get("rate_per_client", 0) > 0 else "back to back"
         return f"{h['clients']} x {h['text_mb']} MB, {rate}, body limit {h['server_max_body_mb']:g} MB"
 
@@ -347,46 +345,39 @@ def markdown_table(paths: list[Path]) -> str:
             lambda r, p: f"{r['ratio']:.3f} ({r['server_texts_per_s']:.0f} / {r['offline_texts_per_s']:.0f})",
         ),
         ("per round", lambda r, p: ", ".join(f"{x:.2f}" for x in r["ratio_per_round"])),
-        (
-            "cores busy: offline / server",
-            lambda r, p: (
-                f"{r['offline_cores_busy']:.2f} / {r['server_cores_busy']:.2f}" if "offline_cores_busy" in r else "-"
-            ),
-        ),
+        ("cores busy: offline / server", lambda r, p: f"{r['offline_cores_busy']:.2f} / {r['server_cores_busy']:.2f}"),
         (
             "CPU ms per text: offline / server",
-            lambda r, p: (
-                f"{r['cpu_ms_per_text']['offline']:.2f} / {r['cpu_ms_per_text']['server']:.2f}"
-                if "cpu_ms_per_text" in r
-                else "-"
-            ),
+            lambda r, p: f"{r['cpu_ms_per_text']['offline']:.2f} / {r['cpu_ms_per_text']['server']:.2f}",
         ),
         ("normal rounds p50 / p99 ms", lambda r, p: f"{r['p50_ms']:.0f} / {r['p99_ms']:.0f}"),
-        ("hostile clients", lambda r, p: attack(r)),
+        ("hostile clients", lambda r, p: attack(r["hostile"])),
         (
             "huge requests: sent, statuses",
-            lambda r, p: (
-                f"{r['hostile']['huge_requests']}, {r['hostile']['huge_statuses']}" if "hostile" in r else "-"
-            ),
+            lambda r, p: f"{r['hostile']['huge_requests']}, {r['hostile']['huge_statuses']}",
         ),
-        ("server RSS peak over idle MB", lambda r, p: hostile(r, "rss_peak_over_idle_mb", "+.0f")),
+        ("server RSS peak over idle MB", lambda r, p: f"{r['hostile']['rss_peak_over_idle_mb']:+.0f}"),
         (
             "normal p50 / p99 ms in the hostile round",
             lambda r, p: (
-                f"{r['hostile']['normal_p50_ms']:.0f} / "
-                f"{r['hostile']['normal_p99_ms']:.0f} ({r['hostile']['normal_p99_ms'] / r['p99_ms']:.2f}x)"
-                if "hostile" in r
-                else "-"
+                f"{r['hostile']['normal_p50_ms']:.0f} / {r['hostile']['normal_p99_ms']:.0f} "
+                f"({r['hostile']['normal_p99_ms'] / r['p99_ms']:.2f}x)"
             ),
         ),
-        ("normal texts/s in the hostile round", lambda r, p: hostile(r, "normal_texts_per_s", ".0f")),
+        ("normal texts/s in the hostile round", lambda r, p: f"{r['hostile']['normal_texts_per_s']:.0f}"),
     ]
+
+    def cell(figure: Any, run: dict, path: Path) -> str:
+        try:
+            return figure(run, path)
+        except KeyError:
+            return "-"
+
     lines = ["| figure | " + " | ".join(f"run {i + 1}" for i in range(len(runs))) + " |"]
     lines.append("|---|" + "---:|" * len(runs))
-    for name, cell in rows:
-        lines.append(
-            f"| {name} | " + " | ".join(cell(run, path) for run, path in zip(runs, paths, strict=True)) + " |"
-        )
+    for name, figure in rows:
+        cells = (cell(figure, run, path) for run, path in zip(runs, paths, strict=True))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

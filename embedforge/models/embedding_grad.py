@@ -25,13 +25,10 @@ calls ``backward``).
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-
-logger = logging.getLogger(__name__)
 
 
 class _Lookup(torch.autograd.Function):

@@ -13,9 +13,9 @@ What is the same: every element is dropped independently with probability ``p`` 
 ``1 / (1 - p)``, in the forward of the training step only (``eval()`` is the identity). What differs: the bits are
 64-bit words of numpy's SFC64 generator cut into four 16-bit draws, so ``p`` is rounded to a multiple of
 ``1/65536`` (0.1 -> 0.100006; the scale uses the rounded value, so the expectation is preserved exactly), and the
-mask is applied as one multiplication by a float ``{0, 1/(1-p)}`` tensor. Each mask's SFC64 seed is drawn from
-torch's default generator, so seeds, checkpoint RNG states and GradCache's replayed forward passes behave as with
-``nn.Dropout``.
+mask is applied as a multiplication by a boolean keep mask, then by ``1/(1-p)`` (autograd saves the boolean).
+Each mask's SFC64 seed is drawn from torch's default generator, so seeds, checkpoint RNG states and GradCache's
+replayed forward passes behave as with ``nn.Dropout``.
 
 :func:`enable_fast_dropout` swaps a model's ``nn.Dropout`` modules for :class:`FastDropout` (a subclass, same
 ``p``) and its SDPA attention for ``embedforge_sdpa`` (registered with transformers' ``AttentionInterface``):
