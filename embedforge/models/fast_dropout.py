@@ -108,6 +108,30 @@ class FastDropout(torch.nn.Dropout):
         return fast_dropout(x, self.p, self.training)
 
 
+class _MaskedScores(torch.autograd.Function):
+    """``bias + scale * q k^T`` for ``(N, L, D)`` queries and keys as one ``baddbmm`` (no pass for the scale or
+    the mask), whose backward gives both gradients in the ``(N, L, D)`` layout the inputs came in.
+
+    Autograd's own ``baddbmm`` backward scales each gradient in a pass of its own and hands back the keys'
+    gradient transposed (``q^T g``), which the reshape before it then copies; here both are a ``baddbmm``
+    with ``beta = 0``: ``g k * scale`` and ``g^T q * scale``. The (mask) bias gets no gradient.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, bias: torch.Tensor, query: torch.Tensor, key: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.save_for_backward(query, key)
+        ctx.scale = scale
+        return torch.baddbmm(bias, query, key.transpose(1, 2), alpha=scale)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor, torch.Tensor, None]:
+        query, key = ctx.saved_tensors
+        unused = grad.new_zeros(())
+        grad_query = torch.baddbmm(unused, grad, key, beta=0, alpha=ctx.scale)
+        grad_key = torch.baddbmm(unused, grad.transpose(1, 2), query, beta=0, alpha=ctx.scale)
+        return None, grad_query, grad_key, None
+
+
 def math_attention(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -128,18 +152,26 @@ def math_attention(
     if groups > 1:
         key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    scores = (query * scale) @ key.transpose(-1, -2)
-    lowest = torch.finfo(scores.dtype).min
+    q_len, k_len = query.shape[-2], key.shape[-2]
     if mask is None and is_causal:
-        q_len, k_len = scores.shape[-2:]
-        mask = torch.ones(q_len, k_len, dtype=torch.bool, device=scores.device).tril(k_len - q_len)
-    if mask is not None:
+        mask = torch.ones(q_len, k_len, dtype=torch.bool, device=query.device).tril(k_len - q_len)
+    if mask is None:
+        scores = (query * scale) @ key.transpose(-1, -2)
+    else:
         if mask.dtype == torch.bool:
-            zero = torch.zeros((), dtype=scores.dtype, device=scores.device)
-            bias = torch.where(mask, zero, zero + lowest)
+            zero = torch.zeros((), dtype=query.dtype, device=query.device)
+            bias = torch.where(mask, zero, zero + torch.finfo(query.dtype).min)
         else:
-            bias = mask.to(scores.dtype)
-        scores = scores + bias
+            bias = mask.to(query.dtype)
+        batch = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2])
+        bias = bias.expand(*batch, bias.shape[-2], k_len).reshape(-1, bias.shape[-2], k_len)
+        q3 = query.expand(*batch, q_len, query.shape[-1]).reshape(-1, q_len, query.shape[-1])
+        k3 = key.expand(*batch, k_len, key.shape[-1]).reshape(-1, k_len, key.shape[-1])
+        if bias.requires_grad:  # a learned additive bias keeps autograd's own baddbmm
+            scores = torch.baddbmm(bias, q3, k3.transpose(1, 2), alpha=scale)
+        else:
+            scores = _MaskedScores.apply(bias, q3, k3, scale)
+        scores = scores.view(*batch, q_len, k_len)
     weights = scores.softmax(dim=-1)
     if dropout > 0.0:  # the 1 / (1 - p) on the (L x D) output rather than the (L x L) weights
         keep, keep_scale = dropout_keep(weights.shape, dropout, weights.device)

@@ -86,8 +86,56 @@ def _varlen_attention(q, k, v, cu, max_len, causal, scaling, groups):
     return fn(q, k, v, cu, cu, max_len, max_len, **kwargs)
 
 
+class _Regroup(torch.autograd.Function):
+    """``(1, H, T, D)`` packed rows -> ``(H, S * L, D)`` zero-padded, head-major; the gradient comes back token-major.
+
+    The input is the attention module's ``(1, T, H * D)`` projection seen as ``(1, H, T, D)`` (transformers'
+    ``view(...).transpose(1, 2)``). Its gradient is gathered into ``(T, H, D)`` memory and returned as the
+    same ``(1, H, T, D)`` view, so the projection's ``view`` backward needs no copy; autograd's own
+    ``index_copy`` (and ``select``) backward hand back head-major gradients, which that ``view`` then copied.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, slots: torch.Tensor, padded: int) -> torch.Tensor:
+        ctx.save_for_backward(slots)
+        heads, dim = x.shape[1], x.shape[-1]
+        out = x.new_zeros(heads, padded, dim)
+        out.transpose(0, 1).index_copy_(0, slots, x[0].transpose(0, 1))
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (slots,) = ctx.saved_tensors
+        return grad.transpose(0, 1).index_select(0, slots).transpose(0, 1).unsqueeze(0), None, None
+
+
+class _Ungroup(torch.autograd.Function):
+    """``(H, S * L, D)`` padded attention output -> ``(T, H, D)`` packed and contiguous (the caller's layout)."""
+
+    @staticmethod
+    def forward(ctx: Any, out: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(slots)
+        ctx.padded = out.shape[1]
+        return out.transpose(0, 1).index_select(0, slots)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (slots,) = ctx.saved_tensors
+        padded = grad.new_zeros(grad.shape[1], ctx.padded, grad.shape[-1])
+        padded.transpose(0, 1).index_copy_(0, slots, grad)
+        return padded, None
+
+
 def _regrouped_attention(q, k, v, cu, max_len, causal, scaling, dropout, groups, fast_dropout=False):
-    """(T, H, D) -> (T, H, D): each text's attention, run as a padded ``(texts, L_max)`` SDPA batch.
+    """(1, H, T, D) queries, (1, H_kv, T, D) keys/values -> (T, H, D): each text's attention as a padded batch.
+
+    The packed row is regrouped head-major, ``(H, S, L_max, D)`` with the heads as the batch dimension and the
+    texts as SDPA's "heads" (attention is independent per (head, text), so the order of the two is free). In
+    this layout every tensor the matmuls see is contiguous or a plain transpose of its last two dimensions;
+    text-major ``(S, H, L, D)``, a transpose of the ``(S, L, H, D)`` regrouped rows, made ``matmul`` copy
+    queries, keys, values and outputs in the forward pass and their gradients in the backward pass.
+    :class:`_Regroup` / :class:`_Ungroup` move the rows so that the tensors handed back to the model (the
+    output, the projections' gradients) are in its token-major layout.
 
     With ``fast_dropout`` (CPU training with attention dropout), the math path of
     :func:`embedforge.models.fast_dropout.math_attention` instead of SDPA's slow dropout.
@@ -97,18 +145,17 @@ def _regrouped_attention(q, k, v, cu, max_len, causal, scaling, dropout, groups,
     steps = torch.arange(max_len, device=q.device)  # (L,)
     valid = steps[None, :] < lengths[:, None]  # (S, L) real token positions
     # slot of each packed token in the flattened (S * L) padded batch; index_copy / index_select move whole
-    # (H, D) rows and their backward passes are the other one (no accumulating scatter, which on CPU cost more
-    # than the padding packing saves)
+    # (D,) rows per head and their backward passes are the other one (no accumulating scatter, which on CPU
+    # cost more than the padding packing saves)
     slots = (torch.arange(texts, device=q.device)[:, None] * max_len + steps[None, :])[valid]  # (T,)
 
-    def regroup(x: torch.Tensor) -> torch.Tensor:  # (T, H, D) -> (S, H, L, D), zeros in the padding
-        padded = x.new_zeros(texts * max_len, *x.shape[1:]).index_copy(0, slots, x)
-        return padded.view(texts, max_len, *x.shape[1:]).transpose(1, 2)
+    def regroup(x: torch.Tensor) -> torch.Tensor:  # (1, H, T, D) -> (H, S, L, D), zeros in the padding
+        return _Regroup.apply(x, slots, texts * max_len).view(x.shape[1], texts, max_len, x.shape[-1])
 
     qs, ks, vs = regroup(q), regroup(k), regroup(v)
     if groups > 1:
-        ks, vs = ks.repeat_interleave(groups, dim=1), vs.repeat_interleave(groups, dim=1)
-    mask = None if causal else valid[:, None, None, :]  # (S, 1, 1, L) keys that exist
+        ks, vs = ks.repeat_interleave(groups, dim=0), vs.repeat_interleave(groups, dim=0)
+    mask = None if causal else valid[None, :, None, :]  # (1, S, 1, L) keys that exist
     if fast_dropout:
         from embedforge.models.fast_dropout import math_attention
 
@@ -116,9 +163,8 @@ def _regrouped_attention(q, k, v, cu, max_len, causal, scaling, dropout, groups,
     else:
         out = torch.nn.functional.scaled_dot_product_attention(
             qs, ks, vs, attn_mask=mask, dropout_p=dropout, is_causal=causal, scale=scaling
-        )  # (S, H, L, D)
-    out = out.transpose(1, 2).reshape(texts * max_len, out.shape[1], out.shape[-1])  # (S * L, H, D)
-    return out.index_select(0, slots)  # (T, H, D), in the packed order
+        )  # (H, S, L, D)
+    return _Ungroup.apply(out.reshape(out.shape[0], texts * max_len, out.shape[-1]), slots)  # (T, H, D)
 
 
 def packed_attention_forward(
@@ -150,9 +196,9 @@ def packed_attention_forward(
     max_len = kwargs.get("max_length_q")
     max_len = int(max_len) if max_len is not None else int((cu[1:] - cu[:-1]).max())
     groups = query.shape[1] // key.shape[1]
-    q, k, v = query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1)  # (T, H, D)
-    if _use_varlen(q, dropout):
+    if _use_varlen(query, dropout):
         try:
+            q, k, v = query[0].transpose(0, 1), key[0].transpose(0, 1), value[0].transpose(0, 1)  # (T, H, D)
             out = _varlen_attention(q, k, v, cu, max_len, causal, scaling, groups)
             return out.unsqueeze(0), None
         except (RuntimeError, TypeError, NotImplementedError) as error:  # pragma: no cover - GPU only
@@ -160,8 +206,8 @@ def packed_attention_forward(
             logger.warning("varlen flash attention failed (%s); using regrouped SDPA attention instead", error)
     from embedforge.models.fast_dropout import uses_fast_dropout
 
-    fast = uses_fast_dropout(module, q, dropout)
-    out = _regrouped_attention(q, k, v, cu, max_len, causal, scaling, dropout, groups, fast_dropout=fast)
+    fast = uses_fast_dropout(module, query, dropout)
+    out = _regrouped_attention(query, key, value, cu, max_len, causal, scaling, dropout, groups, fast)
     return out.unsqueeze(0), None  # (1, T, H, D)
 
 

@@ -151,7 +151,7 @@ def test_packed_regrouped_attention_takes_the_math_path_like_sdpa():
     torch.manual_seed(0)
     lengths = [5, 2, 7]
     cu = torch.tensor([0, 5, 7, 14])
-    q, k, v = (torch.randn(14, 4, 8) for _ in range(3))
+    q, k, v = (torch.randn(1, 4, 14, 8) for _ in range(3))  # (1, heads, packed tokens, head dim)
     for causal in (False, True):
         sdpa = _regrouped_attention(q, k, v, cu, max(lengths), causal, 0.35, 0.0, 1)
         math = _regrouped_attention(q, k, v, cu, max(lengths), causal, 0.35, 0.0, 1, fast_dropout=True)

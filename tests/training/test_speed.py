@@ -194,7 +194,7 @@ def test_cpu_training_defaults_to_fast_dropout_and_restores_the_model(tiny_model
     finally:
         fd.dropout_keep = original
     heads = config.num_attention_heads
-    assert any(len(shape) == 4 and shape[1] == heads for shape in shapes)  # attention weights of the regroup
+    assert any(len(shape) == 4 and shape[0] == heads for shape in shapes)  # head-major attention weights
     assert config._attn_implementation == "sdpa"
 
 
