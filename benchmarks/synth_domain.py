@@ -50,6 +50,7 @@ CORPORA = {  # name -> the task whose corpus is the documents and whose queries 
     "scifact": "SciFact",
 }
 BASE = "all-MiniLM-L6-v2"
+DEFAULT_OUTPUT = str(REPO / "runs" / "synth_domain")
 VARIANTS = ("filter on", "filter off")
 
 
@@ -90,10 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44], help="training seeds")
     parser.add_argument("--gen-seed", type=int, default=42, help="document sample and sampling seed")
     parser.add_argument("--generator", default="SmolLM2-135M-Instruct")
+    parser.add_argument(
+        "--templates", nargs="+", default=None, help="query types (built-in names, .txt files); default: the rotation"
+    )
     parser.add_argument("--gen-batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--task-root", default=str(SHARED), help="folder holding the task directories")
-    parser.add_argument("--output", default=str(REPO / "runs" / "synth_domain"))
+    parser.add_argument("--output", default=DEFAULT_OUTPUT)
     parser.add_argument("--results", default=str(REPO / "docs" / "synth_domain.md"))
     parser.add_argument("--resume", action="store_true", help="reuse generated queries, mined files, trained runs")
     parser.add_argument("--report-only", action="store_true", help="render the results of what has finished")
@@ -140,6 +144,7 @@ def run_corpus(corpus: str, args: argparse.Namespace, work: Path) -> None:
         generator=GeneratorConfig(spec=args.generator, batch_size=args.gen_batch_size, max_new_tokens=40),
         queries_per_doc=args.queries_per_doc,
         max_docs=args.docs,
+        **({"templates": list(args.templates)} if args.templates else {}),
         docs_per_batch=args.gen_batch_size,
         seed=args.gen_seed,
         filter_model=BASE,
@@ -195,7 +200,10 @@ def render(args: argparse.Namespace, work: Path) -> str:
         "# Documents-only domain adaptation with synthetic queries",
         "",
         f"Regenerate: `python benchmarks/synth_domain.py --corpora {' '.join(args.corpora)} --docs {args.docs} "
-        f"--queries-per-doc {args.queries_per_doc} --steps {args.steps} --seeds {' '.join(map(str, args.seeds))}` "
+        f"--queries-per-doc {args.queries_per_doc} --steps {args.steps} --seeds {' '.join(map(str, args.seeds))}"
+        + (f" --templates {' '.join(args.templates)}" if args.templates else "")
+        + (f" --output {args.output} --results {args.results}" if args.output != DEFAULT_OUTPUT else "")
+        + "` "
         f"(add `--resume` to reuse finished work; {datetime.date.today().isoformat()}, {platform.machine()} CPU, "
         f"{args.threads} threads, load average {os.getloadavg()[0]:.1f} when rendered).",
         "",

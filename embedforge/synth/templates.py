@@ -5,7 +5,8 @@ name without ``.txt``:
 
 * query types (placeholder ``{document}``): ``question`` (a natural question), ``keywords`` (a keyword query),
   ``reasoning`` (a question that needs understanding rather than word overlap; Seed1.5-Embedding's
-  reasoning-intensive queries);
+  reasoning-intensive queries); ``claim`` (a declarative claim the document supports, the query style of
+  fact-checking retrieval such as SciFact, FEVER or Climate-FEVER; not in the default rotation, name it);
 * judges: ``judge_pointwise`` (``{query}``, ``{document}``; the reply is a number) and ``judge_listwise``
   (``{query}``, ``{candidates}``; the reply lists the numbers of the relevant candidates).
 

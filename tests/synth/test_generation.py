@@ -93,3 +93,14 @@ def test_request_budget_bounds_the_attempts():
     assert len(server.requests) == 4 and generator.budget_left == 0
     assert all(r.text is None for r in replies)
     assert any(r.error == "request budget exhausted" for r in replies)
+
+
+def test_builtin_claim_template_is_named_not_in_the_default_rotation():
+    from embedforge.synth.pipeline import SynthConfig
+    from embedforge.synth.templates import QUERY_TYPES, builtin_templates
+
+    claim = load_template("claim")
+    assert "claim" in builtin_templates() and "claim" not in QUERY_TYPES
+    assert "claim" not in SynthConfig(corpus="c", output="o.jsonl").templates
+    rendered = claim.render(document="Aspirin lowers fever in adults.")
+    assert "Aspirin lowers fever in adults." in rendered and "{document}" not in rendered
