@@ -99,6 +99,7 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
         "warning",
         "--no-access-log",
     ]
+    command.append("--packed" if args.packed else "--no-packed")
     if args.max_body_mb is not None:  # e.g. 2 (TEI's payload limit): huge bodies get 413 before they are read
         command += ["--max-body-mb", str(args.max_body_mb)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
@@ -404,6 +405,12 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--backend", choices=["torch", "onnx", "openvino"], default="torch", help="served backend")
+    parser.add_argument(
+        "--packed",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the server encodes without padding (its default); also timed offline, beside encode",
+    )
     parser.add_argument("--export-dir", type=Path, help="export --model here and compare the backends offline")
     parser.add_argument("--backend-texts", type=int, default=1024, help="texts for the offline backend comparison")
     parser.add_argument("--hostile-seconds", type=float, default=30.0, help="length of the hostile round (0: skip)")
@@ -445,6 +452,15 @@ def main() -> None:
         model.encode(sent_texts[: args.batch_size * 2], batch_size=args.batch_size, show_progress_bar=False)
         _, offline = offline_throughput(model, requests[0], args.batch_size)
         dim = offline.shape[1]
+        packed = None
+        if args.packed and args.backend == "torch":  # the server's own encode path, measured offline too
+            from embedforge.models.packed_encode import PackedEncoder, supports_packed_encode
+            from embedforge.serving.app import PACKED_CHUNK_TOKENS
+
+            if supports_packed_encode(model):
+                packed = PackedEncoder(model, max_tokens=PACKED_CHUNK_TOKENS)
+                packed.encode(sent_texts[: args.batch_size * 2])
+        packed_seconds = 0.0
         warmup = requests[: args.warmup_requests or args.clients]  # at least every connection once
         asyncio.run(load(args, url, warmup, dim, np.inf))
         before = scrape(url)
@@ -462,6 +478,10 @@ def main() -> None:
             model.encode(texts, batch_size=args.batch_size, show_progress_bar=False)
             offline_seconds = time.perf_counter() - offline_start
             offline_cpu += time.process_time() - offline_cpu_start
+            if packed is not None:
+                packed_start = time.perf_counter()
+                packed.encode(texts)
+                packed_seconds += time.perf_counter() - packed_start
             cpu_before = cpu_seconds(server.pid)
             outcome = asyncio.run(load(args, url, chunk, dim, deadline))
             cpu_after = cpu_seconds(server.pid)
@@ -539,6 +559,8 @@ def main() -> None:
         },
         "load_average": os.getloadavg(),
         "backend": args.backend,
+        "packed": packed is not None,
+        "offline_packed_texts_per_s": (sum(n for n, _, _ in rounds) / packed_seconds) if packed_seconds else None,
     }
     if hostile is not None:
         normal = hostile["normal"]
@@ -576,6 +598,13 @@ def main() -> None:
         (f"server, {args.clients} clients", f"{server_rate:8.1f} texts/s"),
         ("ratio server / offline", f"{figures['ratio']:8.3f}   (target >= 0.9)"),
         (f"  per round ({len(rounds)})", ", ".join(f"{x:.2f}" for x in round_ratios)),
+        (
+            "server encodes packed; offline packed encode",
+            f"{figures['offline_packed_texts_per_s']:8.1f} texts/s (server / it: "
+            f"{server_rate / figures['offline_packed_texts_per_s']:.3f})"
+            if figures["offline_packed_texts_per_s"]
+            else "no (SentenceTransformer.encode)",
+        ),
         ("  offline / server texts/s", ", ".join(f"{r['offline']:.0f}/{r['server']:.0f}" for r in round_rates)),
         ("latency p50 / p99", f"{figures['p50_ms']:.0f} ms / {figures['p99_ms']:.0f} ms"),
         ("errors", str(len(result["errors"]))),

@@ -73,6 +73,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="onnx / openvino: serve a folder written by 'embedforge export' (default: %(default)s)",
     )
     parser.add_argument(
+        "--packed",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="torch backend: encode each dynamic batch without padding (the same rows up to float rounding); "
+        "--no-packed calls SentenceTransformer.encode (default: packed)",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -202,6 +209,7 @@ def app_options(args: argparse.Namespace) -> dict[str, Any]:
         "cors_allow_origins": args.cors_allow_origins or None,
         "default_input_type": _default_input_types(args.default_input_type),
         "backend": args.backend,
+        "packed": args.packed,
     }
 
 

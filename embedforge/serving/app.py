@@ -92,6 +92,8 @@ DEFAULT_MAX_TEXT_CHARS = 1_000_000
 _THREAD_CHARS = 200_000
 _THREAD_BYTES = 1_000_000
 _THREAD_VALUES = 500_000
+# real tokens per packed forward pass (the served model's encode without padding)
+PACKED_CHUNK_TOKENS = 4096
 
 
 class EmbeddingService:
@@ -108,6 +110,9 @@ class EmbeddingService:
             tokenizer sees them (``truncate=True``) or rejected with 400 (``truncate=False``).
             Default: ``CHARS_PER_TOKEN`` x ``max_seq_length`` (``DEFAULT_MAX_TEXT_CHARS`` without a limit).
         default_input_type: the ``input_type`` applied when a request to the plain name sends none.
+        packed: encode each dynamic batch without padding (:class:`embedforge.models.packed_encode.PackedEncoder`)
+            where the model supports it (torch backend, a transformers model pooled by ``Pooling``); the rows
+            equal ``encode``'s up to float rounding. ``False``: ``SentenceTransformer.encode`` itself.
     """
 
     def __init__(
@@ -120,6 +125,7 @@ class EmbeddingService:
         int8_ranges: Int8Ranges | None = None,
         max_text_chars: int | None = None,
         default_input_type: str | None = None,
+        packed: bool = False,
     ):
         tokenizer = getattr(model, "tokenizer", None)
         if tokenizer is None:
@@ -157,6 +163,14 @@ class EmbeddingService:
             self._counter.no_truncation()
             self._counter.no_padding()
         self._slow_lock = threading.Lock()
+        self._packed = None
+        if packed:
+            from embedforge.models.packed_encode import PackedEncoder, supports_packed_encode
+
+            if supports_packed_encode(model):
+                self._packed = PackedEncoder(model, max_tokens=PACKED_CHUNK_TOKENS)
+            else:
+                logger.info("%s: this model cannot encode packed; encoding with padding", name)
 
     def bound_texts(self, texts: list[str], *, single: bool) -> list[str]:
         """Cut each text at :attr:`max_text_chars` characters (or reject it when truncation is off).
@@ -269,6 +283,8 @@ class EmbeddingService:
         ``key`` is ``("input_type", value)`` (or just the input type) or ``("prompt_name", name)``
         (``encode(texts, prompt_name=name)``, TEI's ``prompt_name``).
         """
+        if self._packed is not None:
+            return self._packed.encode(texts, prompt=self.prompt_for(key))
         kind, value = key if isinstance(key, tuple) else ("input_type", key)
         options = {"batch_size": self.encode_batch_size, "show_progress_bar": False, "convert_to_numpy": True}
         if kind == "prompt_name":
@@ -311,6 +327,7 @@ def create_app(
     cors_allow_origins: Sequence[str] | None = None,
     default_input_type: str | Mapping[str, str] | None = None,
     backend: str = "torch",
+    packed: bool = True,
 ) -> FastAPI:
     """Build the embeddings app for one model or several.
 
@@ -341,6 +358,7 @@ def create_app(
             no ``input_type``; one value for every model or ``{name: value}``.
         backend: ``torch``, or ``onnx`` / ``openvino`` for a folder written by ``embedforge export``
             (see :mod:`embedforge.serving.export`).
+        packed: encode without padding where the model allows it (see :class:`EmbeddingService`); torch only.
 
     Returns:
         The FastAPI app; run it with uvicorn (or :func:`embedforge.serving.serve`). The batcher starts
@@ -392,6 +410,7 @@ def create_app(
             default_input_type=(
                 default_input_type.get(name) if isinstance(default_input_type, Mapping) else default_input_type
             ),
+            packed=packed and backend == "torch",
         )
         service.batcher = DynamicBatcher(
             service.encode,
