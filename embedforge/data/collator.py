@@ -32,7 +32,7 @@ from sentence_transformers.sentence_transformer.data_collator import SentenceTra
 
 logger = logging.getLogger(__name__)
 
-_UNPADDED = {"common": {"return_tensors": None}, "text": {"padding": False}}
+UNPADDED = {"common": {"return_tensors": None}, "text": {"padding": False}}
 _NOT_TEXT = {"dataset_name", "label", "labels", "score", "scores"}
 
 
@@ -68,7 +68,7 @@ class PretokenizedCollator(SentenceTransformerDataCollator):
         missing = list(dict.fromkeys(t for t in texts if (prompt, t) not in self._cache))
         for start in range(0, len(missing), chunk):
             part = missing[start : start + chunk]
-            out = self.preprocess_fn(part, prompt=prompt, processing_kwargs=_UNPADDED)
+            out = self.preprocess_fn(part, prompt=prompt, processing_kwargs=UNPADDED)
             types = out.get("token_type_ids")
             for index, text in enumerate(part):
                 self._cache[(prompt, text)] = TokenizedText(
@@ -165,19 +165,23 @@ def pretokenized_collator(
 ) -> PretokenizedCollator:
     """A :class:`PretokenizedCollator` for ``model`` (a SentenceTransformer); padding from its tokenizer."""
     tokenizer = model.tokenizer
-    first = model[0]
-    offset = getattr(first, "_flatten_position_offset", None)
-    if offset is None:
-        offset = _position_offset(first.auto_model)
     return PretokenizedCollator(
         preprocess_fn=model.preprocess,
         prompts=prompts,
         packing=packing,
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
         padding_side=tokenizer.padding_side,
-        position_offset=offset,
+        position_offset=position_offset(model),
         **kwargs,
     )
+
+
+def position_offset(model: Any) -> int:
+    """First position id of a packed text for ``model`` (a SentenceTransformer): its ``Transformer``'s own
+    ``_flatten_position_offset`` where it has one, else :func:`_position_offset` of the transformers model."""
+    first = model[0]
+    offset = getattr(first, "_flatten_position_offset", None)
+    return offset if offset is not None else _position_offset(first.auto_model)
 
 
 def _position_offset(model: torch.nn.Module) -> int:

@@ -23,8 +23,6 @@ import torch
 
 from embedforge.models.packed_attention import PACKED_ATTENTION, enable_packed_attention, hf_model, pack_token_ids
 
-_UNPADDED = {"common": {"return_tensors": None}, "text": {"padding": False}}
-
 
 def supports_packed_encode(model: Any) -> bool:
     """Whether ``model`` (a SentenceTransformer) can encode packed: a text model whose first module is a
@@ -55,18 +53,18 @@ class PackedEncoder:
             raise ValueError("this model cannot encode packed (needs a transformers model pooled by Pooling)")
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be positive, got {max_tokens}")
-        from embedforge.data.collator import _position_offset
+        from embedforge.data.collator import position_offset
 
         self.model = model
         self.max_tokens = max_tokens
         enable_packed_attention(model)
-        first = model[0]
-        offset = getattr(first, "_flatten_position_offset", None)
-        self.position_offset = offset if offset is not None else _position_offset(first.auto_model)
+        self.position_offset = position_offset(model)
 
     def tokenize(self, texts: Sequence[str], prompt: str | None = None) -> tuple[list[list[int]], Any, Any]:
         """Token ids per text as ``encode`` makes them, the token types (or None) and the prompt length."""
-        out = self.model.preprocess(list(texts), prompt=prompt, processing_kwargs=_UNPADDED)
+        from embedforge.data.collator import UNPADDED
+
+        out = self.model.preprocess(list(texts), prompt=prompt, processing_kwargs=UNPADDED)
         return [list(ids) for ids in out["input_ids"]], out.get("token_type_ids"), out.get("prompt_length")
 
     @torch.inference_mode()
