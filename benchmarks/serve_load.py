@@ -339,6 +339,10 @@ def markdown_table(paths: list[Path]) -> str:
         rate = f"{h['rate_per_client']:g}/s each" if h.get("rate_per_client", 0) > 0 else "back to back"
         return f"{h['clients']} x {h['text_mb']} MB, {rate}, body limit {h['server_max_body_mb']:g} MB"
 
+    def packed_rate(r: dict) -> str:
+        rate = r["offline_packed_texts_per_s"]
+        return f"{rate:.0f} ({r['server_texts_per_s'] / rate:.3f})" if rate else "-"
+
     rows = [
         ("run", lambda r, p: f"`{p.name}`"),
         (
@@ -346,6 +350,9 @@ def markdown_table(paths: list[Path]) -> str:
             lambda r, p: f"{r['ratio']:.3f} ({r['server_texts_per_s']:.0f} / {r['offline_texts_per_s']:.0f})",
         ),
         ("per round", lambda r, p: ", ".join(f"{x:.2f}" for x in r["ratio_per_round"])),
+        ("server encodes", lambda r, p: "packed" if r["packed"] else "`SentenceTransformer.encode`"),
+        ("offline packed texts/s (server / it)", lambda r, p: packed_rate(r)),
+        ("batch token budget", lambda r, p: f"{r['max_batch_tokens']}"),
         ("cores busy: offline / server", lambda r, p: f"{r['offline_cores_busy']:.2f} / {r['server_cores_busy']:.2f}"),
         (
             "CPU ms per text: offline / server",

@@ -48,6 +48,13 @@ def test_table_has_one_column_per_run_and_the_hostile_p99_ratio(tmp_path, capsys
     assert "| cores busy: offline / server | 1.99 / 1.88 | 1.99 / 1.88 |" in lines
     assert "527 / 1320 (1.32x)" in table and "2 x 10 MB, 1/s each, body limit 2 MB" in table
     assert any(line.startswith("| normal p50 / p99 ms in the hostile round | - |") for line in lines)
+    # runs before packed serving recorded neither the encode path nor the offline packed rate
+    assert "| server encodes | - | - |" in lines and "| offline packed texts/s (server / it) | - | - |" in lines
+    packed = tmp_path / "packed.json"
+    packed.write_text(json.dumps({**_figures(1.10, None), "packed": True, "offline_packed_texts_per_s": 605.0}))
+    packed_lines = serve_load.markdown_table([packed]).splitlines()
+    assert "| server encodes | packed |" in packed_lines
+    assert "| offline packed texts/s (server / it) | 605 (0.800) |" in packed_lines
     monkeypatch.setattr(sys, "argv", ["serve_load.py", "--table", str(first), str(second)])
     serve_load.main()
     assert capsys.readouterr().out == table
