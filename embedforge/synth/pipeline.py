@@ -50,8 +50,22 @@ logger = logging.getLogger(__name__)
 LOG_SUFFIX = ".generations.jsonl"
 STATS_SUFFIX = ".stats.json"
 _PREFIX = re.compile(
-    r"^\s*(?:[-*•]|\d+[.)]|(?:search\s+)?(?:query|question|keywords?|q)\s*:)\s*", re.IGNORECASE
+    r"^\s*(?:[-*•]|\d+[.)]|(?:search\s+)?(?:query|question|keywords?|q|claim|document|answer)\s*:)\s*",
+    re.IGNORECASE,
 )  # list markers and "Query:"-style labels a small LLM puts before its answer
+# Lead-ins that talk about the source instead of stating its content ("The document supports the finding that X",
+# "According to the document, X"): a reader's query or claim never mentions "the document". Only a lead-in that
+# ends in "that" / ":" within its first few words, names "a finding / the claim" and goes on with "by ...ing" /
+# "of", or is "according to / based on the document," is cut, so a sentence whose subject really is the
+# document ("The document discusses ...") is kept whole.
+_SOURCE = r"(?:the|this|a)\s+(?:document|text|passage|abstract|article|paper|study)(?:'s\s+\w+)?"
+_LEAD_IN = re.compile(
+    rf"^(?:{_SOURCE}\s+(?:[\w,-]+\s+){{0,7}}?(?:that|:)\s+"  # "The document supports the finding that X"
+    rf"|{_SOURCE}\s+\w+\s+(?:a|the)\s+(?:finding|claim|conclusion|hypothesis|statement)(?:\s+in\s+plain\s+words)?"
+    r",?\s+(?:by\s+\w+ing\s+|of\s+|about\s+|on\s+)"  # "... supports a finding by describing X" / "of X"
+    rf"|(?:according\s+to|based\s+on|in)\s+{_SOURCE}\s*,\s*)",  # "According to the document, X"
+    re.IGNORECASE,
+)
 
 
 @dataclass
@@ -116,16 +130,29 @@ class SynthResult:
 
 
 def clean_query(reply: str | None, max_chars: int = 300) -> str | None:
-    """The query in an LLM reply: its first non-empty line without list markers, labels or quotes.
+    """The query in an LLM reply: its first non-empty line without list markers, labels, quotes, or a lead-in
+    about the source ("The document supports the finding that ...", "According to the document, ...").
 
-    Returns None for a reply with no usable query (empty, shorter than 3 characters, longer than ``max_chars``).
+    Idempotent (a cleaned query cleans to itself), so rows built from a generation log written before a cleaning
+    rule existed get it too. Returns None for a reply with no usable query (empty, shorter than 3 characters,
+    longer than ``max_chars``).
     """
     if not reply:
         return None
     for line in reply.splitlines():
-        text = _PREFIX.sub("", line.strip()).strip().strip("\"'`*“”").strip()
+        text, cut = line.strip(), False
+        while True:  # "Document: Document: The document shows that X" peels down to "X"
+            unlabelled = _PREFIX.sub("", text).strip().strip("\"'`*“”").strip()
+            stripped = _LEAD_IN.sub("", unlabelled)
+            cut = cut or stripped != unlabelled
+            if stripped == text:
+                break
+            text = stripped
         if text:
             text = " ".join(text.split())
+            first = text.split(" ", 1)[0]
+            if cut and first.islower():  # the sentence that followed the lead-in starts with a capital
+                text = text[0].upper() + text[1:]
             return text if 3 <= len(text) <= max_chars else None
     return None
 
@@ -173,9 +200,12 @@ def synthesize(
             continue
         document = by_id[record["doc_id"]]
         for item in record["queries"]:
+            query = clean_query(item["query"])  # a log from before a cleaning rule: the rule applies now
+            if query is None:
+                continue
             rows.append(
                 {
-                    "anchor": item["query"],
+                    "anchor": query,
                     "positive": document.text,
                     "doc_id": document.id,
                     "query_type": item["template"],

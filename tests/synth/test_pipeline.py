@@ -70,10 +70,42 @@ def test_corpus_reader_names_a_wrong_column(corpus_file):
         ("\n\n  **python dynamic typing**  ", "python dynamic typing"),
         ("ok", None),
         ("", None),
+        # lead-ins about the source that SmolLM2 wrote for SciFact claims (runs/synth-scifact-claim)
+        ("The document supports the finding that PTH signaling is essential.", "PTH signaling is essential."),
+        (
+            "The document supports a finding by suggesting that mitochondria become targets of stress.",
+            "Mitochondria become targets of stress.",
+        ),
+        ("This document supports a finding of a link between PD-1 and SLE", "A link between PD-1 and SLE"),
+        ("According to the document, aspirin lowers the risk.", "Aspirin lowers the risk."),
+        ("Document: Document: N- and E-cadherins are required.", "N- and E-cadherins are required."),
+        ("Claim: the study shows that vitamin D reduces falls", "Vitamin D reduces falls"),
+        ("Based on the document's findings, iPhone sales rose.", "iPhone sales rose."),
+        # a sentence that is about the document, with no lead-in to cut, stays whole
+        ("The document discusses cancer survival rates.", "The document discusses cancer survival rates."),
+        ("The claim that cats purr", "The claim that cats purr"),
     ],
 )
 def test_clean_query(reply, query):
     assert clean_query(reply) == query
+    assert query is None or clean_query(query) == query  # idempotent: a cleaned log re-cleans to itself
+
+
+def test_rows_from_a_log_written_before_a_cleaning_rule_get_it(corpus_file, tmp_path):
+    output = tmp_path / "out.jsonl"
+    options = {"filter_top_k": None, "queries_per_doc": 1, "templates": ["question"]}
+    synthesize(config(corpus_file, output, **options), generator=ScriptedGenerator(first_words), model=BagOfWords())
+    log = log_path(output)
+    lines = log.read_text().splitlines()
+    old = json.loads(lines[1])
+    old["queries"][0]["query"] = "The document supports the finding that " + old["queries"][0]["query"]
+    log.write_text("\n".join([lines[0], json.dumps(old), *lines[2:]]) + "\n")
+    again = ScriptedGenerator(first_words)
+    synthesize(config(corpus_file, output, **options), generator=again, model=BagOfWords())
+    assert again.prompts == []  # nothing generated: the log was reused
+    anchors = {r["doc_id"]: r["anchor"] for r in rows_of(output)}
+    assert not any("document" in a.lower() for a in anchors.values())
+    assert anchors[old["doc_id"]].lower().startswith(old["queries"][0]["query"].split("that ", 1)[1].lower()[:8])
 
 
 def test_round_trip_ranks_count_documents_scoring_higher():
