@@ -229,10 +229,16 @@ def render(args: argparse.Namespace, work: Path) -> str:
         lines += [f"## {task}", ""]
         if stats:
             rate = gen.get("queries", 0) / max(gen.get("seconds", 1), 1e-9)
+            reused = gen.get("documents_done_before", 0)
+            written = (
+                f"written by {args.generator} in {gen.get('seconds', 0):.0f} s of wall time ({rate:.2f} "
+                "queries/s; pauses and other jobs count, docs/BENCHMARKS.md has the speed)"
+                if not reused
+                else f"by {args.generator}, the replies of {reused} documents reused from the generation log "
+                f"`{work.name}/{corpus}/synth.generations.jsonl` ({gen.get('queries', 0)} queries written this run)"
+            )
             lines += [
-                f"Synthetic data: {gen.get('documents')} documents, {stats.get('pairs_generated')} queries written "
-                f"by {args.generator} in {gen.get('seconds', 0):.0f} s of wall time ({rate:.2f} "
-                "queries/s; pauses and other jobs count, docs/BENCHMARKS.md has the speed), "
+                f"Synthetic data: {gen.get('documents')} documents, {stats.get('pairs_generated')} queries {written}, "
                 f"{stats.get('decontaminated', 0)} dropped by decontamination, "
                 f"{stats.get('mining', {}).get('rows', '?')} rows with {args.num_negatives} mined negatives; "
                 f"filter on keeps {filtered(work / corpus / 'filter-on.jsonl')}.",

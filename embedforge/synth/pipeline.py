@@ -54,14 +54,18 @@ _PREFIX = re.compile(
     re.IGNORECASE,
 )  # list markers and "Query:"-style labels a small LLM puts before its answer
 # Lead-ins that talk about the source instead of stating its content ("The document supports the finding that X",
-# "According to the document, X"): a reader's query or claim never mentions "the document". Only a lead-in that
-# ends in "that" / ":" within its first few words, names "a finding / the claim" and goes on with "by ...ing" /
-# "of", or is "according to / based on the document," is cut, so a sentence whose subject really is the
-# document ("The document discusses ...") is kept whole.
+# "According to the document, X"): a reader's query or claim never mentions "the document". Only a lead-in where
+# the source reports something (a verb of _VERB) and that ends in "that" / ":" within a few words or names "a
+# finding / the claim" and goes on with "by ...ing" / "of", or "according to / based on the document,", is cut,
+# so a sentence whose subject really is the document ("The document discusses ...") is kept whole.
 _SOURCE = r"(?:the|this|a)\s+(?:document|text|passage|abstract|article|paper|study)(?:'s\s+\w+)?"
+_VERB = (
+    r"(?:supports?|suggests?|shows?|states?|concludes?|indicates?|highlights?|demonstrates?|finds|argues?|claims?"
+    r"|reports?|provides?|reveals?|proposes?|confirms?|explains?|describes?|notes?|says|mentions?|implies)"
+)  # what a source does to a finding; "the paper that introduced transformers" is a query, not a lead-in
 _LEAD_IN = re.compile(
-    rf"^(?:{_SOURCE}\s+(?:[\w,-]+\s+){{0,7}}?(?:that|:)\s+"  # "The document supports the finding that X"
-    rf"|{_SOURCE}\s+\w+\s+(?:a|the)\s+(?:finding|claim|conclusion|hypothesis|statement)(?:\s+in\s+plain\s+words)?"
+    rf"^(?:{_SOURCE}\s+{_VERB}\s+(?:[\w,-]+\s+){{0,6}}?(?:that|:)\s+"  # "The document supports the finding that X"
+    rf"|{_SOURCE}\s+{_VERB}\s+(?:a|the)\s+(?:finding|claim|conclusion|hypothesis|statement)(?:\s+in\s+plain\s+words)?"
     r",?\s+(?:by\s+\w+ing\s+|of\s+|about\s+|on\s+)"  # "... supports a finding by describing X" / "of X"
     rf"|(?:according\s+to|based\s+on|in)\s+{_SOURCE}\s*,\s*)",  # "According to the document, X"
     re.IGNORECASE,

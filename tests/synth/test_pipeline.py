@@ -84,6 +84,7 @@ def test_corpus_reader_names_a_wrong_column(corpus_file):
         # a sentence that is about the document, with no lead-in to cut, stays whole
         ("The document discusses cancer survival rates.", "The document discusses cancer survival rates."),
         ("The claim that cats purr", "The claim that cats purr"),
+        ("the paper that introduced transformers", "the paper that introduced transformers"),
     ],
 )
 def test_clean_query(reply, query):
