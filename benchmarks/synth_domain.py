@@ -94,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--templates", nargs="+", default=None, help="query types (built-in names, .txt files); default: the rotation"
     )
+    parser.add_argument(
+        "--strip-lead-ins", action="store_true", help="cut 'The document supports the finding that' lead-ins"
+    )
+    parser.add_argument(
+        "--compare-to", default=None, help="another --output folder: per-seed paired differences against its runs"
+    )
     parser.add_argument("--gen-batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--task-root", default=str(SHARED), help="folder holding the task directories")
@@ -145,6 +151,7 @@ def run_corpus(corpus: str, args: argparse.Namespace, work: Path) -> None:
         queries_per_doc=args.queries_per_doc,
         max_docs=args.docs,
         **({"templates": list(args.templates)} if args.templates else {}),
+        strip_lead_ins=args.strip_lead_ins,
         docs_per_batch=args.gen_batch_size,
         seed=args.gen_seed,
         filter_model=BASE,
@@ -202,6 +209,8 @@ def render(args: argparse.Namespace, work: Path) -> str:
         f"Regenerate: `python benchmarks/synth_domain.py --corpora {' '.join(args.corpora)} --docs {args.docs} "
         f"--queries-per-doc {args.queries_per_doc} --steps {args.steps} --seeds {' '.join(map(str, args.seeds))}"
         + (f" --templates {' '.join(args.templates)}" if args.templates else "")
+        + (" --strip-lead-ins" if args.strip_lead_ins else "")
+        + (f" --compare-to {args.compare_to}" if args.compare_to else "")
         + (f" --output {args.output} --results {args.results}" if args.output != DEFAULT_OUTPUT else "")
         + "` "
         f"(add `--resume` to reuse finished work; {datetime.date.today().isoformat()}, {platform.machine()} CPU, "
@@ -277,6 +286,14 @@ def render(args: argparse.Namespace, work: Path) -> str:
             if s in scores["filter on"] and s in scores["filter off"]
         }
         lines.append(f"- filter on vs filter off: {verdict(paired)}")
+        if args.compare_to is not None:  # the same experiment on other data (e.g. without --strip-lead-ins)
+            other = {}
+            for path in sorted((Path(args.compare_to) / corpus / "eval").glob("*/variant.json")):
+                record = json.loads(path.read_text())
+                other[(record["variant"], record["seed"])] = record["score"][task]
+            for variant in VARIANTS:
+                diffs = {s: v - other[(variant, s)] for s, v in scores[variant].items() if (variant, s) in other}
+                lines.append(f"- {variant}, this run vs `{args.compare_to}`: {verdict(diffs)}")
         lines.append("")
     return "\n".join(lines)
 

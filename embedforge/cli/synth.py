@@ -71,6 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     keep.add_argument("--num-negatives", type=int, default=0, help="hard negatives mined per pair (default 0: none)")
     keep.add_argument("--range-min", type=int, default=10, help="first rank a negative may take (default 10)")
     keep.add_argument("--range-max", type=int, default=50, help="ranks below this one (default 50)")
+    keep.add_argument(
+        "--strip-lead-ins",
+        action="store_true",
+        help="cut lead-ins about the source ('The document supports the finding that X' -> 'X'); measured: no gain",
+    )
     reason = parser.add_argument_group("reasoning-intensive data (given queries; no generation)")
     reason.add_argument("--queries", metavar="FILE", help="queries (jsonl/parquet/BEIR dir): judge mined candidates")
     reason.add_argument("--query-column", default="text", help="column of a query's text (default text)")
@@ -118,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         num_negatives=args.num_negatives,
         range_min=args.range_min,
         range_max=args.range_max,
+        strip_lead_ins=args.strip_lead_ins,
         overwrite=args.overwrite,
     )
     result = synthesize(config, progress=not args.quiet)

@@ -50,9 +50,9 @@ logger = logging.getLogger(__name__)
 LOG_SUFFIX = ".generations.jsonl"
 STATS_SUFFIX = ".stats.json"
 _PREFIX = re.compile(
-    r"^\s*(?:[-*•]|\d+[.)]|(?:search\s+)?(?:query|question|keywords?|q|claim|document|answer)\s*:)\s*",
-    re.IGNORECASE,
+    r"^\s*(?:[-*•]|\d+[.)]|(?:search\s+)?(?:query|question|keywords?|q)\s*:)\s*", re.IGNORECASE
 )  # list markers and "Query:"-style labels a small LLM puts before its answer
+_LABEL = re.compile(r"^\s*(?:claim|document|answer)\s*:\s*", re.IGNORECASE)  # with strip_lead_ins
 # Lead-ins that talk about the source instead of stating its content ("The document supports the finding that X",
 # "According to the document, X"): a reader's query or claim never mentions "the document". Only a lead-in where
 # the source reports something (a verb of _VERB) and that ends in "that" / ":" within a few words or names "a
@@ -98,6 +98,7 @@ class SynthConfig:
     relative_margin: float | None = 0.05  # mining false-negative filter
     decontaminate_against: list[str] = field(default_factory=list)  # eval task directories
     batch_size: int = 64  # embedding batch size (filter, mining)
+    strip_lead_ins: bool = False  # cut "The document supports the finding that" (see clean_query); off: no gain
     overwrite: bool = False  # start over: delete the generation log of an earlier run
 
     def __post_init__(self) -> None:
@@ -133,22 +134,23 @@ class SynthResult:
     stats: dict[str, Any]
 
 
-def clean_query(reply: str | None, max_chars: int = 300) -> str | None:
-    """The query in an LLM reply: its first non-empty line without list markers, labels, quotes, or a lead-in
-    about the source ("The document supports the finding that ...", "According to the document, ...").
+def clean_query(reply: str | None, max_chars: int = 300, *, lead_ins: bool = False) -> str | None:
+    """The query in an LLM reply: its first non-empty line without list markers, labels or quotes.
 
-    Idempotent (a cleaned query cleans to itself), so rows built from a generation log written before a cleaning
-    rule existed get it too. Returns None for a reply with no usable query (empty, shorter than 3 characters,
-    longer than ``max_chars``).
+    With ``lead_ins``, also without "Claim:" / "Document:" labels and a lead-in about the source ("The document
+    supports the finding that X" -> "X", "According to the document, X" -> "X"), repeated until nothing changes,
+    so a cleaned query cleans to itself. Returns None for a reply with no usable query (empty, shorter than 3
+    characters, longer than ``max_chars``).
     """
     if not reply:
         return None
     for line in reply.splitlines():
-        text, cut = line.strip(), False
-        while True:  # "Document: Document: The document shows that X" peels down to "X"
-            unlabelled = _PREFIX.sub("", text).strip().strip("\"'`*“”").strip()
+        text, cut = _PREFIX.sub("", line.strip()).strip().strip("\"'`*“”").strip(), False
+        while lead_ins:  # "Document: Document: The document shows that X" peels down to "X"
+            unlabelled = _LABEL.sub("", text)
             stripped = _LEAD_IN.sub("", unlabelled)
             cut = cut or stripped != unlabelled
+            stripped = _PREFIX.sub("", stripped).strip().strip("\"'`*“”").strip()
             if stripped == text:
                 break
             text = stripped
@@ -204,9 +206,11 @@ def synthesize(
             continue
         document = by_id[record["doc_id"]]
         for item in record["queries"]:
-            query = clean_query(item["query"])  # a log from before a cleaning rule: the rule applies now
-            if query is None:
-                continue
+            query = item["query"]
+            if config.strip_lead_ins:  # the log keeps the plainly cleaned query: toggling the option reuses it
+                query = clean_query(query, lead_ins=True)
+                if query is None:
+                    continue
             rows.append(
                 {
                     "anchor": query,

@@ -144,3 +144,24 @@ def test_cli_judges_mined_candidates_for_given_queries(corpus_file, tmp_path, ti
         assert row["candidate_rank"] == 1 and row["judge_mode"] == "listwise"
         assert f"[2] {row['positive']}" in prompt  # the judged candidate became the positive
         assert {row["negative_1"], row["negative_2"]} <= texts - {row["positive"]}
+
+
+def test_cli_strip_lead_ins(corpus_file, tmp_path, tiny_model_dir, capsys):
+    def chatty(prompt: str) -> str:
+        return f"The document supports the finding that {first_words(prompt, 5)}"
+
+    output = tmp_path / "out.jsonl"
+    args = [
+        "synth",
+        "--corpus", str(corpus_file), "--generator", "openai:stub-llm", "--queries-per-doc", "1",
+        "--max-docs", "3", "--templates", "question", "--filter-model", str(tiny_model_dir),
+        "--filter-top-k", "none", "--output", str(output), "--quiet",
+    ]  # fmt: skip
+    with StubServer(chatty) as server:
+        assert main([*args, "--base-url", server.url]) == 0
+        assert all(r["anchor"].startswith("The document supports") for r in map(json.loads, output.open()))
+        assert main([*args, "--base-url", server.url, "--strip-lead-ins"]) == 0
+        assert len(server.requests) == 3  # the second run reused the generation log
+    anchors = [json.loads(line)["anchor"] for line in output.open()]
+    assert len(anchors) == 3 and not any("document" in a.lower() for a in anchors)
+    capsys.readouterr()

@@ -70,6 +70,16 @@ def test_corpus_reader_names_a_wrong_column(corpus_file):
         ("\n\n  **python dynamic typing**  ", "python dynamic typing"),
         ("ok", None),
         ("", None),
+        ("The document supports the finding that cats purr.", "The document supports the finding that cats purr."),
+    ],
+)
+def test_clean_query(reply, query):
+    assert clean_query(reply) == query
+
+
+@pytest.mark.parametrize(
+    ("reply", "query"),
+    [
         # lead-ins about the source that SmolLM2 wrote for SciFact claims (runs/synth-scifact-claim)
         ("The document supports the finding that PTH signaling is essential.", "PTH signaling is essential."),
         (
@@ -81,32 +91,37 @@ def test_corpus_reader_names_a_wrong_column(corpus_file):
         ("Document: Document: N- and E-cadherins are required.", "N- and E-cadherins are required."),
         ("Claim: the study shows that vitamin D reduces falls", "Vitamin D reduces falls"),
         ("Based on the document's findings, iPhone sales rose.", "iPhone sales rose."),
+        ("1. Query: The document shows that tides follow the moon", "Tides follow the moon"),
         # a sentence that is about the document, with no lead-in to cut, stays whole
         ("The document discusses cancer survival rates.", "The document discusses cancer survival rates."),
         ("The claim that cats purr", "The claim that cats purr"),
         ("the paper that introduced transformers", "the paper that introduced transformers"),
     ],
 )
-def test_clean_query(reply, query):
-    assert clean_query(reply) == query
-    assert query is None or clean_query(query) == query  # idempotent: a cleaned log re-cleans to itself
+def test_clean_query_cuts_lead_ins_when_asked(reply, query):
+    assert clean_query(reply, lead_ins=True) == query
+    assert clean_query(query, lead_ins=True) == query  # idempotent: a cleaned query cleans to itself
 
 
-def test_rows_from_a_log_written_before_a_cleaning_rule_get_it(corpus_file, tmp_path):
+def test_lead_ins_are_cut_from_an_existing_log_when_the_option_is_turned_on(corpus_file, tmp_path):
     output = tmp_path / "out.jsonl"
     options = {"filter_top_k": None, "queries_per_doc": 1, "templates": ["question"]}
     synthesize(config(corpus_file, output, **options), generator=ScriptedGenerator(first_words), model=BagOfWords())
     log = log_path(output)
     lines = log.read_text().splitlines()
-    old = json.loads(lines[1])
-    old["queries"][0]["query"] = "The document supports the finding that " + old["queries"][0]["query"]
-    log.write_text("\n".join([lines[0], json.dumps(old), *lines[2:]]) + "\n")
+    chatty = json.loads(lines[1])
+    plain = chatty["queries"][0]["query"]
+    chatty["queries"][0]["query"] = "The document supports the finding that " + plain
+    log.write_text("\n".join([lines[0], json.dumps(chatty), *lines[2:]]) + "\n")
+    synthesize(config(corpus_file, output, **options), generator=ScriptedGenerator(first_words), model=BagOfWords())
+    assert {r["doc_id"]: r["anchor"] for r in rows_of(output)}[chatty["doc_id"]].startswith("The document supports")
     again = ScriptedGenerator(first_words)
+    options["strip_lead_ins"] = True
     synthesize(config(corpus_file, output, **options), generator=again, model=BagOfWords())
-    assert again.prompts == []  # nothing generated: the log was reused
+    assert again.prompts == []  # the option does not shape the replies: the log was reused
     anchors = {r["doc_id"]: r["anchor"] for r in rows_of(output)}
     assert not any("document" in a.lower() for a in anchors.values())
-    assert anchors[old["doc_id"]].lower().startswith(old["queries"][0]["query"].split("that ", 1)[1].lower()[:8])
+    assert anchors[chatty["doc_id"]].lower() == plain.lower()
 
 
 def test_round_trip_ranks_count_documents_scoring_higher():

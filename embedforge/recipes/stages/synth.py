@@ -66,6 +66,7 @@ class SynthStageConfig:
     relative_margin: float | None = 0.05  # mining false-negative filter
     decontaminate_against: list[str] = field(default_factory=list)  # eval task directories
     batch_size: int = 64  # embedding batch size
+    strip_lead_ins: bool = False  # cut "The document supports the finding that" lead-ins (SynthConfig)
 
 
 def validate(config: SynthStageConfig, where: str) -> None:
