@@ -6,10 +6,12 @@ only highly relevant pairs are kept, and hard negatives are mined for the kept p
 1. **generate**: for each document (a seeded subset of ``max_docs``), ``queries_per_doc`` replies, the query types
    taken in turn from ``templates`` (question, keywords, reasoning...), starting at a place the document's id
    picks (so one query per document still covers every type); each reply is cleaned into one query
-   (:func:`clean_query`). Replies stream into the *generation log* ``<output>.generations.jsonl``, one line per
-   finished document, appended and flushed after every batch: a killed run loses at most one batch, and a rerun
-   skips the documents already in the log (resume). The log's first line holds the settings that shape the
-   replies; a rerun with other settings is refused rather than mixing two kinds of queries;
+   (:func:`clean_query`; ``strip_lead_ins`` also cuts "The document supports the finding that" lead-ins when the
+   rows are built, so the option can be toggled on an existing log). Replies stream into the *generation log*
+   ``<output>.generations.jsonl``, one line per finished document, appended and flushed after every batch: a
+   killed run loses at most one batch, and a rerun skips the documents already in the log (resume). The log's
+   first line holds the settings that shape the replies; a rerun with other settings is refused rather than
+   mixing two kinds of queries;
 2. **decontaminate** (``decontaminate_against``): pairs whose query or document is an evaluation text are dropped
    (:mod:`embedforge.data.decontaminate`, as for any training data);
 3. **filter** (``filter_top_k``): round-trip consistency under the embedding model ``filter_model``: keep a pair
