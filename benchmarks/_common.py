@@ -83,10 +83,34 @@ def load_record(path: Path, settings: Any) -> dict | None:
     return record if record.get("settings") == json.loads(json.dumps(settings, default=str)) else None
 
 
+def code_version(repo: Path | None = None) -> str | None:
+    """The checkout's commit (short hash), ``+dirty`` when tracked files differ from it; None outside a git checkout.
+
+    ``--resume`` compares settings, not code: a record carries the code it was made with, so a table built from
+    records of several sessions can say which commit each row was trained at.
+    """
+    import subprocess
+
+    repo = repo or Path(__file__).resolve().parents[1]
+    try:
+        git = ["git", "-C", str(repo)]
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30)
+        status = subprocess.run(
+            [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if commit.returncode or status.returncode:
+        return None
+    return commit.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
+
+
 def save_record(path: Path, settings: Any, **fields: Any) -> dict:
-    """Write ``{"settings": ..., **fields}`` atomically (last, so a present record means a finished step)."""
+    """Write ``{"settings": ..., **fields}`` atomically (last, so a present record means a finished step), with
+    the ``code`` it was made with (:func:`code_version`) unless ``fields`` gives it."""
     from embedforge.utils.io import atomic_write_text
 
+    fields.setdefault("code", code_version())
     record = json.loads(json.dumps({"settings": settings, **fields}, default=str))
     atomic_write_text(path, json.dumps(record, indent=1))
     return record

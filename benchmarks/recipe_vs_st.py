@@ -43,7 +43,16 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-from _common import NOISE_RULE, Paired, load_record, mean_std, replace_section, save_record, train_mnrl_peer
+from _common import (
+    NOISE_RULE,
+    Paired,
+    code_version,
+    load_record,
+    mean_std,
+    replace_section,
+    save_record,
+    train_mnrl_peer,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RECIPE = REPO / "recipes" / "quickstart.yaml"
@@ -251,7 +260,7 @@ def render(work: Path) -> str:
         seeds = sorted(set(sides[name]) & set(peer))
         if not seeds:
             continue
-        what = sides[name][seeds[0]].get("what", "")
+        what = sides[name][seeds[0]].get("what", "") + trained_at(sides[name], seeds)
         cells = paired_cells(
             paired_means(sides[name], peer, seeds, tasks), paired_means(sides[name], peer, seeds, rest)
         )
@@ -330,6 +339,12 @@ def paired_cells(*pairs: Paired) -> str:
 def soup_gain(record: dict, names: list[str]) -> float:
     """A soup's mean over ``names`` minus its better ingredient's (x100)."""
     return points(record["scores"], names) - max(points(i, names) for i in record["ingredients"].values())
+
+
+def trained_at(records: dict[int, dict], seeds: list[int]) -> str:
+    """`` (trained at C)`` from the records' code versions; empty for records that predate the field."""
+    codes = sorted({records[s]["code"] for s in seeds if records[s].get("code")})
+    return f" (trained at {', '.join(codes)})" if codes else ""
 
 
 def variants_section(sides: dict[str, dict[int, dict]], tasks: list[str], rest: list[str]) -> list[str]:
@@ -484,7 +499,11 @@ def main(argv: list[str] | None = None) -> int:
                     wall_seconds=time.perf_counter() - t0, **trained,
                 )  # fmt: skip
             else:
-                print(f"seed {seed} {name}: reused {side / 'result.json'}", flush=True)
+                code, now = record.get("code"), code_version()
+                note = (
+                    f" (trained at {code or 'an unrecorded commit'}; the code is now at {now})" if code != now else ""
+                )
+                print(f"seed {seed} {name}: reused {side / 'result.json'}{note}", flush=True)
             print(
                 f"seed {seed} {name}: mean {100 * mean(record['scores'].values()):.2f} "
                 + " ".join(f"{t}={100 * v:.2f}" for t, v in record["scores"].items())

@@ -161,3 +161,25 @@ def test_variants_section_pairs_each_side_with_the_shipped_recipe_per_seed(bench
     assert cells[3] == "-1.50, +2.50, -1.50" and cells[5] == "within noise"  # the 2-task mean: noise
     assert cells[6] == "+1.00, +1.00, +1.00" and cells[8] == "real gain"  # without clustering: real
     assert "| peer |" not in section.split("\n\n")[1]  # the peer is the other table's baseline, not a variant
+
+
+def test_records_carry_the_code_they_were_made_with_and_the_table_names_it(bench, tmp_path):
+    module, common = bench
+    version = common.code_version()
+    assert version is None or len(version.split("+")[0]) >= 7  # a short hash, "+dirty" when tracked files differ
+    record = common.save_record(tmp_path / "r.json", {"seed": 1}, scores={})
+    assert record["code"] == version and common.load_record(tmp_path / "r.json", {"seed": 1})["code"] == version
+    assert common.save_record(tmp_path / "s.json", {}, code="abc1234")["code"] == "abc1234"
+    assert common.code_version(tmp_path) is None  # not a git checkout
+
+    tasks = {"A": 0.5, module.NOISY_TASK: 0.5}
+    _write_base(module, tmp_path, tasks)
+    for seed in (1, 2, 3):
+        for name, code in (("peer", None), ("embedforge", "abc1234"), ("old", None)):
+            folder = tmp_path / f"seed{seed}" / name
+            folder.mkdir(parents=True)
+            record = _record(seed, tasks) | ({"code": code} if code else {})
+            (folder / "result.json").write_text(module.json.dumps(record))
+    rows = {line.split("|")[1].strip(): line for line in module.render(tmp_path).splitlines() if "| x" in line}
+    assert "| x (trained at abc1234) |" in rows["embedforge"]
+    assert "| x |" in rows["old"]  # records from before the field: nothing claimed
