@@ -62,6 +62,7 @@ def test_quickstart_trains_then_prints_base_and_trained_rows(tmp_path, tiny_bert
     assert main(["quickstart", "--recipe", str(recipe), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "Mean(TaskType)" in out and "| tiny |" in out and "| base (" in out
+    assert "'train_runtime'" not in out and "'loss'" not in out  # --quiet: no per-step loss dicts either
     # a second run reuses the trained model: both stages are skipped, the table is printed again
     assert main(["quickstart", "--recipe", str(recipe), "--quiet"]) == 0
     assert "| tiny |" in capsys.readouterr().out

@@ -301,6 +301,10 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
             *([evaluation] if evaluation is not None else []),
         ],
     )
+    if not logger.isEnabledFor(logging.INFO):  # --quiet is warnings only; the losses still go to TensorBoard
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     trainer.loss_observers.append(curves.observe)
     for callback in (curves, evaluation):
         if callback is not None:
