@@ -7,6 +7,7 @@ benchmarks folder, which Python puts first on ``sys.path`` when it runs a script
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -83,11 +84,13 @@ def load_record(path: Path, settings: Any) -> dict | None:
     return record if record.get("settings") == json.loads(json.dumps(settings, default=str)) else None
 
 
+@functools.cache
 def code_version(repo: Path | None = None) -> str | None:
     """The checkout's commit (short hash), ``+dirty`` when tracked files differ from it; None outside a git checkout.
 
     ``--resume`` compares settings, not code: a record carries the code it was made with, so a table built from
-    records of several sessions can say which commit each row was trained at.
+    records of several sessions can say which commit each row was trained at. Asked once per process: the code a
+    run imported is the code it ran, whatever is edited while it runs.
     """
     import subprocess
 

@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="reuse generated queries, mined files, trained runs")
     parser.add_argument("--report-only", action="store_true", help="render the results of what has finished")
     args = parser.parse_args(argv)
+    if args.compare_to is not None and not Path(args.compare_to).is_dir():
+        parser.error(f"--compare-to {args.compare_to}: no such folder (give an earlier run's --output)")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("embedforge.synth").setLevel(logging.INFO)
     warnings.filterwarnings("ignore")

@@ -147,12 +147,12 @@ def clean_query(reply: str | None, max_chars: int = 300, *, lead_ins: bool = Fal
     if not reply:
         return None
     for line in reply.splitlines():
-        text, cut = _PREFIX.sub("", line.strip()).strip().strip("\"'`*“”").strip(), False
+        text, cut = _unwrap(line), False
         while lead_ins:  # "Document: Document: The document shows that X" peels down to "X"
             unlabelled = _LABEL.sub("", text)
             stripped = _LEAD_IN.sub("", unlabelled)
             cut = cut or stripped != unlabelled
-            stripped = _PREFIX.sub("", stripped).strip().strip("\"'`*“”").strip()
+            stripped = _unwrap(stripped)
             if stripped == text:
                 break
             text = stripped
@@ -163,6 +163,11 @@ def clean_query(reply: str | None, max_chars: int = 300, *, lead_ins: bool = Fal
                 text = text[0].upper() + text[1:]
             return text if 3 <= len(text) <= max_chars else None
     return None
+
+
+def _unwrap(text: str) -> str:
+    """``text`` without a list marker or "Query:" label in front and the quotes or bold marks around it."""
+    return _PREFIX.sub("", text.strip()).strip().strip("\"'`*“”").strip()
 
 
 def synthesize(

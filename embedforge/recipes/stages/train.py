@@ -301,7 +301,9 @@ def run(config: TrainStageConfig, context: StageContext) -> StageResult:
             *([evaluation] if evaluation is not None else []),
         ],
     )
-    if not logger.isEnabledFor(logging.INFO):  # --quiet is warnings only; the losses still go to TensorBoard
+    # INFO logging off (--quiet, or a library caller that configured no logging): the Trainer's per-step loss dicts
+    # are not printed either; the losses still go to TensorBoard, trainer_state.json and the loss curves
+    if not logger.isEnabledFor(logging.INFO):
         from transformers import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
